@@ -1,0 +1,452 @@
+//! Configuration: one TOML file plus `TOKENWATCH_…` environment overrides
+//! (`TOKENWATCH_KAFKA__BROKERS` sets `kafka.brokers`), parsed once and
+//! validated into types that cannot hold bad values. Every error names the
+//! key. `deploy/config/tokenwatch.toml` documents each key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::detect::DetectorParams;
+use crate::features::FeatureParams;
+use crate::respond::{ClientAuth, Mode, Rfc7009Params, SealError, Sealer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Parse(#[from] Box<figment::Error>),
+    #[error("configuration key `{key}`: {why}")]
+    Invalid { key: &'static str, why: String },
+}
+
+fn invalid(key: &'static str, why: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        why: why.into(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The file as written.
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub kafka: RawKafka,
+    pub geo: RawGeo,
+    pub detect: RawDetect,
+    pub model: RawModel,
+    pub respond: RawRespond,
+    pub http: RawHttp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawKafka {
+    pub brokers: String,
+    pub group_id: String,
+    pub telemetry_topic: String,
+    pub deadletter_topic: String,
+    pub decisions_topic: String,
+    #[serde(with = "humantime_serde")]
+    pub commit_interval: Duration,
+    /// Extra librdkafka properties (security.protocol, sasl.*, …).
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for RawKafka {
+    fn default() -> Self {
+        RawKafka {
+            brokers: "localhost:9092".into(),
+            group_id: "tokenwatch".into(),
+            telemetry_topic: "tokenwatch.telemetry".into(),
+            deadletter_topic: "tokenwatch.deadletter".into(),
+            decisions_topic: "tokenwatch.decisions".into(),
+            commit_interval: Duration::from_secs(1),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawGeo {
+    pub city_db: Vec<PathBuf>,
+    pub asn_db: Option<PathBuf>,
+}
+
+impl Default for RawGeo {
+    fn default() -> Self {
+        RawGeo {
+            city_db: vec![PathBuf::from("data/geo/demo-city.mmdb")],
+            asn_db: Some(PathBuf::from("data/geo/demo-asn.mmdb")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDetect {
+    pub plausible_speed_kmh: f64,
+    pub far_km: f64,
+    #[serde(with = "humantime_serde")]
+    pub flip_window: Duration,
+    pub max_tokens: usize,
+    #[serde(with = "humantime_serde")]
+    pub idle_ttl: Duration,
+    pub geo_cache_entries: usize,
+}
+
+impl Default for RawDetect {
+    fn default() -> Self {
+        let f = FeatureParams::default();
+        let d = DetectorParams::default();
+        RawDetect {
+            plausible_speed_kmh: f.plausible_speed_kmh,
+            far_km: f.far_km,
+            flip_window: Duration::from_secs_f64(f.flip_window_s),
+            max_tokens: d.max_tokens.get(),
+            idle_ttl: Duration::from_millis(d.idle_ttl_ms as u64),
+            geo_cache_entries: d.geo_cache.get(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawModel {
+    pub path: PathBuf,
+}
+
+impl Default for RawModel {
+    fn default() -> Self {
+        RawModel {
+            path: PathBuf::from("models/default.json"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRespond {
+    pub mode: Mode,
+    /// Key id → base64 of a 32-byte key; `seal_key_order[0]` seals.
+    pub seal_keys: BTreeMap<String, String>,
+    pub seal_key_order: Vec<String>,
+    pub rfc7009: Option<RawRfc7009>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRfc7009 {
+    pub url: String,
+    pub client_id: String,
+    pub client_secret: String,
+    #[serde(default = "default_auth")]
+    pub auth: ClientAuth,
+    #[serde(with = "humantime_serde", default = "default_timeout")]
+    pub timeout: Duration,
+    #[serde(default = "default_retries")]
+    pub max_retries: usize,
+}
+
+fn default_auth() -> ClientAuth {
+    ClientAuth::ClientSecretBasic
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_retries() -> usize {
+    6
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHttp {
+    pub listen: String,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        RawHttp {
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        RawConfig {
+            kafka: RawKafka::default(),
+            geo: RawGeo::default(),
+            detect: RawDetect::default(),
+            model: RawModel::default(),
+            respond: RawRespond::default(),
+            http: RawHttp::default(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The validated configuration.
+
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub group_id: String,
+    pub telemetry_topic: String,
+    pub deadletter_topic: String,
+    pub decisions_topic: String,
+    pub commit_interval: Duration,
+    pub properties: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GeoConfig {
+    pub city_db: Vec<PathBuf>,
+    pub asn_db: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RespondConfig {
+    pub mode: Mode,
+    pub sealer: Option<Sealer>,
+    pub rfc7009: Option<Rfc7009Params>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub geo: GeoConfig,
+    pub detect: DetectorParams,
+    pub model_path: PathBuf,
+    pub respond: RespondConfig,
+    pub http_listen: SocketAddr,
+}
+
+impl Config {
+    /// Defaults, then `file` (if given), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(RawConfig::default()));
+        if let Some(f) = file {
+            if !f.exists() {
+                return Err(invalid(
+                    "--config",
+                    format!("file {} does not exist", f.display()),
+                ));
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        fig = fig.merge(Env::prefixed("TOKENWATCH_").split("__"));
+        let raw: RawConfig = fig.extract().map_err(Box::new)?;
+        raw.validate()
+    }
+
+    /// Parses a TOML text (tests, `config check`).
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = Figment::from(Serialized::defaults(RawConfig::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(Box::new)?;
+        raw.validate()
+    }
+}
+
+fn non_empty(key: &'static str, v: &str) -> Result<String, ConfigError> {
+    if v.trim().is_empty() {
+        Err(invalid(key, "must not be empty"))
+    } else {
+        Ok(v.to_owned())
+    }
+}
+
+impl RawConfig {
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let k = &self.kafka;
+        if k.commit_interval.is_zero() {
+            return Err(invalid(
+                "kafka.commit_interval",
+                "must be greater than zero",
+            ));
+        }
+        for key in k.properties.keys() {
+            if matches!(
+                key.as_str(),
+                "enable.auto.commit"
+                    | "enable.auto.offset.store"
+                    | "group.id"
+                    | "bootstrap.servers"
+            ) {
+                return Err(invalid(
+                    "kafka.properties",
+                    format!("`{key}` is managed by tokenwatch and cannot be overridden"),
+                ));
+            }
+        }
+        let kafka = KafkaConfig {
+            brokers: non_empty("kafka.brokers", &k.brokers)?,
+            group_id: non_empty("kafka.group_id", &k.group_id)?,
+            telemetry_topic: non_empty("kafka.telemetry_topic", &k.telemetry_topic)?,
+            deadletter_topic: non_empty("kafka.deadletter_topic", &k.deadletter_topic)?,
+            decisions_topic: non_empty("kafka.decisions_topic", &k.decisions_topic)?,
+            commit_interval: k.commit_interval,
+            properties: k.properties.clone(),
+        };
+        if self.geo.city_db.is_empty() {
+            return Err(invalid("geo.city_db", "list at least one City database"));
+        }
+        let d = &self.detect;
+        if !(d.plausible_speed_kmh.is_finite() && (100.0..=5000.0).contains(&d.plausible_speed_kmh))
+        {
+            return Err(invalid(
+                "detect.plausible_speed_kmh",
+                "must be between 100 and 5000 km/h",
+            ));
+        }
+        if !(d.far_km.is_finite() && (0.0..=5000.0).contains(&d.far_km)) {
+            return Err(invalid("detect.far_km", "must be between 0 and 5000 km"));
+        }
+        let max_tokens = NonZeroUsize::new(d.max_tokens)
+            .ok_or_else(|| invalid("detect.max_tokens", "must be at least 1"))?;
+        let geo_cache = NonZeroUsize::new(d.geo_cache_entries)
+            .ok_or_else(|| invalid("detect.geo_cache_entries", "must be at least 1"))?;
+        if d.idle_ttl < Duration::from_secs(1) {
+            return Err(invalid("detect.idle_ttl", "must be at least 1s"));
+        }
+        let detect = DetectorParams {
+            features: FeatureParams {
+                plausible_speed_kmh: d.plausible_speed_kmh,
+                far_km: d.far_km,
+                flip_window_s: d.flip_window.as_secs_f64(),
+            },
+            max_tokens,
+            idle_ttl_ms: d.idle_ttl.as_millis() as i64,
+            geo_cache,
+        };
+        let r = &self.respond;
+        let sealer = if r.seal_keys.is_empty() {
+            None
+        } else {
+            let mut order: Vec<&str> = r.seal_key_order.iter().map(String::as_str).collect();
+            for kid in r.seal_keys.keys() {
+                if !order.contains(&kid.as_str()) {
+                    order.push(kid);
+                }
+            }
+            if let Some(missing) = order.iter().find(|kid| !r.seal_keys.contains_key(**kid)) {
+                return Err(invalid(
+                    "respond.seal_key_order",
+                    format!("key id {missing:?} is not in respond.seal_keys"),
+                ));
+            }
+            let keys = order.iter().map(|kid| (*kid, r.seal_keys[*kid].as_str()));
+            Some(
+                Sealer::new(keys)
+                    .map_err(|e: SealError| invalid("respond.seal_keys", e.to_string()))?,
+            )
+        };
+        let rfc7009 = match &r.rfc7009 {
+            None => None,
+            Some(x) => {
+                let url = url::Url::parse(&x.url)
+                    .map_err(|e| invalid("respond.rfc7009.url", e.to_string()))?;
+                if !matches!(url.scheme(), "http" | "https") {
+                    return Err(invalid("respond.rfc7009.url", "must be an http(s) URL"));
+                }
+                if x.timeout.is_zero() {
+                    return Err(invalid(
+                        "respond.rfc7009.timeout",
+                        "must be greater than zero",
+                    ));
+                }
+                Some(Rfc7009Params {
+                    url: x.url.clone(),
+                    client_id: non_empty("respond.rfc7009.client_id", &x.client_id)?,
+                    client_secret: x.client_secret.clone(),
+                    auth: x.auth,
+                    timeout: x.timeout,
+                    max_retries: x.max_retries,
+                    min_backoff: Duration::from_millis(100),
+                    max_backoff: Duration::from_secs(30),
+                })
+            }
+        };
+        if r.mode == Mode::Revoke && rfc7009.is_some() && sealer.is_none() {
+            return Err(invalid(
+                "respond.seal_keys",
+                "revoke mode with an RFC 7009 endpoint needs seal keys to open token handles",
+            ));
+        }
+        let http_listen = self
+            .http
+            .listen
+            .parse()
+            .map_err(|e: std::net::AddrParseError| {
+                invalid("http.listen", format!("{e} (want host:port)"))
+            })?;
+        Ok(Config {
+            kafka,
+            geo: GeoConfig {
+                city_db: self.geo.city_db.clone(),
+                asn_db: self.geo.asn_db.clone(),
+            },
+            detect,
+            model_path: self.model.path.clone(),
+            respond: RespondConfig {
+                mode: r.mode,
+                sealer,
+                rfc7009,
+            },
+            http_listen,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        Config::from_toml(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.kafka.telemetry_topic, "tokenwatch.telemetry");
+        assert_eq!(c.respond.mode, Mode::Revoke);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        assert!(err("[detect]\nplausible_speed_kmh = 5").contains("detect.plausible_speed_kmh"));
+        assert!(err("[detect]\nmax_tokens = 0").contains("detect.max_tokens"));
+        assert!(err("[http]\nlisten = \"nonsense\"").contains("http.listen"));
+        assert!(err("[kafka]\nbrokers = \"\"").contains("kafka.brokers"));
+        assert!(err("[kafka.properties]\n\"enable.auto.commit\" = \"true\"")
+            .contains("kafka.properties"));
+        let typo = err("[kafka]\nbrokrs = \"x\"");
+        assert!(typo.contains("brokrs"), "{typo}");
+        let wrong_type = err("[detect]\nmax_tokens = \"many\"");
+        assert!(wrong_type.contains("max_tokens"), "{wrong_type}");
+        assert!(err(
+            "[respond.rfc7009]\nurl = \"ftp://x\"\nclient_id = \"a\"\nclient_secret = \"b\""
+        )
+        .contains("respond.rfc7009.url"));
+    }
+
+    #[test]
+    fn revoke_mode_with_rfc7009_needs_seal_keys() {
+        let text = "[respond.rfc7009]\nurl = \"http://127.0.0.1:1/revoke\"\nclient_id = \"tw\"\nclient_secret = \"s\"";
+        assert!(err(text).contains("respond.seal_keys"));
+        let key = Sealer::generate_key();
+        let ok = format!("{text}\n[respond.seal_keys]\nk1 = \"{key}\"");
+        assert!(Config::from_toml(&ok).unwrap().respond.sealer.is_some());
+    }
+}

@@ -1,0 +1,202 @@
+//! The pure core: an event and the token's state in, a verdict out.
+//!
+//! `Detector::observe` never awaits, never logs, never touches the network;
+//! the Kafka consumer, `POST /v1/score`, the simulator, `eval`, `train` and
+//! the benches all call it, so what is measured is what runs.
+
+mod explain;
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+
+pub use explain::{explain, Explanation};
+
+use crate::features::{self, FeatureParams, Features, Population, TokenState, TokenStore};
+use crate::geo::{GeoCache, GeoHandle, Lookup};
+use crate::model::{Model, Score};
+use crate::telemetry::{token_key, Event, TokenKey};
+
+/// What the verdict asks the response side to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    None,
+    Alert,
+    Revoke,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::None => "none",
+            Action::Alert => "alert",
+            Action::Revoke => "revoke",
+        }
+    }
+
+    fn level(self) -> u8 {
+        self as u8
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Verdict {
+    pub key: TokenKey,
+    pub score: Score,
+    pub action: Action,
+    /// True only the first time this token reaches `action`: the response
+    /// side acts on these, so a token is acted on once per level.
+    pub escalated: bool,
+    pub features: Features,
+    pub lookup: Lookup,
+}
+
+#[derive(Clone, Debug)]
+pub struct DetectorParams {
+    pub features: FeatureParams,
+    pub max_tokens: NonZeroUsize,
+    pub idle_ttl_ms: i64,
+    pub geo_cache: NonZeroUsize,
+}
+
+impl Default for DetectorParams {
+    fn default() -> Self {
+        DetectorParams {
+            features: FeatureParams::default(),
+            max_tokens: NonZeroUsize::new(1_000_000).expect("non-zero"),
+            idle_ttl_ms: 2 * 3600 * 1000,
+            geo_cache: NonZeroUsize::new(65_536).expect("non-zero"),
+        }
+    }
+}
+
+/// Counters the edges export as metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DetectorStats {
+    pub geo_shortcut_hits: u64,
+    pub geo_cache_hits: u64,
+    pub geo_cache_misses: u64,
+    pub evicted: u64,
+    pub expired: u64,
+    pub tracked: u64,
+}
+
+/// The model in use, swappable at run time.
+pub type ModelHandle = Arc<ArcSwap<Model>>;
+
+pub struct Detector {
+    store: TokenStore,
+    geo: Arc<GeoHandle>,
+    cache: GeoCache,
+    population: Population,
+    model: ModelHandle,
+    params: DetectorParams,
+    shortcut_hits: u64,
+    clock_ms: i64,
+    events_since_expiry: u32,
+}
+
+impl Detector {
+    pub fn new(geo: Arc<GeoHandle>, model: ModelHandle, params: DetectorParams) -> Detector {
+        Detector {
+            store: TokenStore::new(params.max_tokens, params.idle_ttl_ms),
+            cache: GeoCache::new(params.geo_cache),
+            geo,
+            population: Population::default(),
+            model,
+            params,
+            shortcut_hits: 0,
+            clock_ms: 0,
+            events_since_expiry: 0,
+        }
+    }
+
+    /// Updates the token's state with `event` and returns its features.
+    pub fn extract(&mut self, event: &Event<'_>) -> (TokenKey, Features, Lookup) {
+        let key = token_key(&event.token_id);
+        self.clock_ms = self.clock_ms.max(event.ts_ms);
+        self.events_since_expiry += 1;
+        if self.events_since_expiry >= 1024 {
+            self.events_since_expiry = 0;
+            self.store.expire(self.clock_ms);
+        }
+        let geo = self.geo.load();
+        let generation = geo.generation as u32;
+        let state = self.store.entry(key, event.ts_ms);
+        let lookup = match state.last_seen {
+            // The per-token shortcut: same address as the last located
+            // request, same database → same answer, no lookup.
+            Some(s) if s.ip == event.ip && state.geo_generation == generation => {
+                self.shortcut_hits += 1;
+                Lookup::Located(s.location)
+            }
+            _ => self.cache.lookup(&geo.db, geo.generation, event.ip),
+        };
+        if lookup.location().is_some() {
+            state.geo_generation = generation;
+        }
+        let f = features::observe(
+            state,
+            event,
+            lookup,
+            &self.params.features,
+            &mut self.population,
+        );
+        (key, f, lookup)
+    }
+
+    /// Scores one event. The heart of tokenwatch.
+    pub fn observe(&mut self, event: &Event<'_>) -> Verdict {
+        let (key, features, lookup) = self.extract(event);
+        let model = self.model.load();
+        let score = model.score(&features);
+        let a = &model.artifact;
+        let action = if score.score >= a.revoke_threshold {
+            Action::Revoke
+        } else if score.score >= a.alert_threshold {
+            Action::Alert
+        } else {
+            Action::None
+        };
+        let state = self.store.entry(key, event.ts_ms);
+        state.last_score = score.score;
+        let escalated = action.level() > state.flagged_level;
+        if escalated {
+            state.flagged_level = action.level();
+        }
+        Verdict {
+            key,
+            score,
+            action,
+            escalated,
+            features,
+            lookup,
+        }
+    }
+
+    pub fn state(&self, key: &TokenKey) -> Option<&TokenState> {
+        self.store.get(key)
+    }
+
+    pub fn geo(&self) -> &Arc<GeoHandle> {
+        &self.geo
+    }
+
+    pub fn model(&self) -> &ModelHandle {
+        &self.model
+    }
+
+    pub fn stats(&self) -> DetectorStats {
+        DetectorStats {
+            geo_shortcut_hits: self.shortcut_hits,
+            geo_cache_hits: self.cache.hits,
+            geo_cache_misses: self.cache.misses,
+            evicted: self.store.evicted,
+            expired: self.store.expired,
+            tracked: self.store.len() as u64,
+        }
+    }
+}

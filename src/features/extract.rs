@@ -1,0 +1,324 @@
+//! Feature extraction: one event + the token's state → the feature vector.
+//!
+//! Pure and allocation-free. Definitions, units and the reasoning behind each
+//! feature are in `docs/features.md`; the order here is the model's schema.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use super::state::{Sighting, TokenState};
+use crate::geo::{Location, Lookup};
+use crate::telemetry::Event;
+
+/// Bumped whenever a feature's definition or order changes: a model trained
+/// on another schema is refused at load.
+pub const FEATURE_SCHEMA_VERSION: u32 = 1;
+
+pub const N_FEATURES: usize = 16;
+
+/// Feature names, in vector order.
+pub const FEATURE_NAMES: [&str; N_FEATURES] = [
+    "velocity_kmh",
+    "max_velocity_kmh",
+    "distance_km",
+    "country_change",
+    "impossible_travel",
+    "flips",
+    "asn_change",
+    "new_country",
+    "new_asn",
+    "new_prefix",
+    "new_user_agent",
+    "non_browser_switch",
+    "distinct_countries",
+    "distinct_ips",
+    "burst_ratio",
+    "rate_vs_population",
+];
+
+pub mod idx {
+    pub const VELOCITY: usize = 0;
+    pub const MAX_VELOCITY: usize = 1;
+    pub const DISTANCE: usize = 2;
+    pub const COUNTRY_CHANGE: usize = 3;
+    pub const IMPOSSIBLE: usize = 4;
+    pub const FLIPS: usize = 5;
+    pub const ASN_CHANGE: usize = 6;
+    pub const NEW_COUNTRY: usize = 7;
+    pub const NEW_ASN: usize = 8;
+    pub const NEW_PREFIX: usize = 9;
+    pub const NEW_UA: usize = 10;
+    pub const NON_BROWSER_SWITCH: usize = 11;
+    pub const DISTINCT_COUNTRIES: usize = 12;
+    pub const DISTINCT_IPS: usize = 13;
+    pub const BURST: usize = 14;
+    pub const RATE_VS_POP: usize = 15;
+}
+
+/// Speeds are capped here: beyond any aircraft, and keeps 1-second deltas
+/// across continents from producing numbers that dominate a linear model.
+pub const MAX_SPEED_KMH: f64 = 20_000.0;
+/// Shortest time delta used for speeds and rates; also covers disorder.
+const MIN_DT_S: f64 = 1.0;
+/// EWMA time constants for the request rates.
+const TAU_SHORT_S: f64 = 60.0;
+const TAU_LONG_S: f64 = 1800.0;
+/// Flips decay with this half-life.
+const FLIP_HALF_LIFE_S: f64 = 600.0;
+
+/// Tunables, validated by `config`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeatureParams {
+    /// Above this speed (km/h) travel is impossible; commercial jets cruise
+    /// at 900–950 km/h.
+    pub plausible_speed_kmh: f64,
+    /// Minimum plausible distance (km) before two places count as different
+    /// for flips and impossible travel: below it, IP geolocation error and
+    /// Wi-Fi/cellular switching explain the difference.
+    pub far_km: f64,
+    /// Flips only count when the return happens within this window (s).
+    pub flip_window_s: f64,
+}
+
+impl Default for FeatureParams {
+    fn default() -> Self {
+        FeatureParams {
+            plausible_speed_kmh: 1000.0,
+            far_km: 500.0,
+            flip_window_s: 1800.0,
+        }
+    }
+}
+
+/// The feature vector with the context an explanation needs.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Features {
+    pub values: [f32; N_FEATURES],
+    /// Where the comparison was made from (for "Paris→Singapore in 38 min").
+    #[serde(skip)]
+    pub from: Option<Sighting>,
+    #[serde(skip)]
+    pub to: Option<Location>,
+    /// Seconds between `from` and this request.
+    pub dt_s: f32,
+}
+
+impl Features {
+    pub fn get(&self, i: usize) -> f32 {
+        self.values[i]
+    }
+}
+
+/// Population baselines, shared by every token an instance holds: the
+/// typical short-window rate per route class.
+#[derive(Clone, Debug)]
+pub struct Population {
+    rate: [f32; ROUTE_CLASSES],
+}
+
+const ROUTE_CLASSES: usize = 64;
+/// Weight of one token-event in the population mean.
+const POP_ALPHA: f32 = 1.0 / 4096.0;
+/// Prior for the population rate (requests/min) before it has been learned.
+const POP_PRIOR: f32 = 2.0;
+
+impl Default for Population {
+    fn default() -> Self {
+        Population {
+            rate: [POP_PRIOR; ROUTE_CLASSES],
+        }
+    }
+}
+
+impl Population {
+    fn observe(&mut self, class: usize, rate: f32) -> f32 {
+        let mean = &mut self.rate[class];
+        let ratio = rate / mean.max(0.1);
+        *mean += POP_ALPHA * (rate - *mean);
+        ratio
+    }
+}
+
+/// Route class: method + first path segment, hashed into a small fixed set.
+fn route_class(method: &str, path: &str) -> usize {
+    let seg = path
+        .trim_start_matches('/')
+        .split(['/', '?'])
+        .next()
+        .unwrap_or("");
+    let h =
+        xxhash_rust::xxh3::xxh3_64(method.as_bytes()) ^ xxhash_rust::xxh3::xxh3_64(seg.as_bytes());
+    (h % ROUTE_CLASSES as u64) as usize
+}
+
+/// User-agent family: the browser engine for browsers, else the first
+/// product token (`python-requests`, `curl`, `okhttp`…). Versions are ignored
+/// so an auto-update is not a new agent.
+pub fn ua_family(ua: &str) -> &str {
+    for marker in ["Edg/", "OPR/", "Firefox/", "Chrome/", "Safari/"] {
+        if ua.contains(marker) {
+            return &marker[..marker.len() - 1];
+        }
+    }
+    ua.split(['/', ' ', ';']).next().unwrap_or("")
+}
+
+/// Non-browser clients that session-replay tooling uses (Elastic's Okta
+/// session-replay rule lists these).
+pub fn is_non_browser(ua: &str) -> bool {
+    const TOOLS: [&str; 9] = [
+        "python-requests",
+        "curl",
+        "httpx",
+        "aiohttp",
+        "Go-http-client",
+        "Headless",
+        "Java/",
+        "okhttp",
+        "Wget",
+    ];
+    ua.is_empty() || TOOLS.iter().any(|t| ua.contains(t))
+}
+
+fn prefix_hash(ip: IpAddr) -> u64 {
+    match ip {
+        IpAddr::V4(v4) => xxhash_rust::xxh3::xxh3_64(&v4.octets()[..3]),
+        IpAddr::V6(v6) => xxhash_rust::xxh3::xxh3_64(&v6.octets()[..6]) ^ 0x6,
+    }
+}
+
+fn ip_hash(ip: IpAddr) -> u64 {
+    match ip {
+        IpAddr::V4(v4) => xxhash_rust::xxh3::xxh3_64(&v4.octets()),
+        IpAddr::V6(v6) => xxhash_rust::xxh3::xxh3_64(&v6.octets()),
+    }
+}
+
+fn decayed(rate: f32, dt_s: f64, tau_s: f64) -> f32 {
+    (f64::from(rate) * (-dt_s / tau_s).exp()) as f32
+}
+
+/// Updates `state` with `event` (already geolocated as `lookup`) and returns
+/// the features of this request.
+pub fn observe(
+    state: &mut TokenState,
+    event: &Event<'_>,
+    lookup: Lookup,
+    params: &FeatureParams,
+    population: &mut Population,
+) -> Features {
+    let mut v = [0f32; N_FEATURES];
+    let first = state.requests == 0;
+    let now = event.ts_ms;
+    // Disorder: an event older than the last one is measured by the absolute
+    // delta, never a negative one.
+    let since_last_s = ((now - state.last_ms).abs() as f64 / 1000.0).max(0.0);
+
+    if let Some(exp) = event.token_exp {
+        state.exp_ms = exp.saturating_mul(1000);
+    }
+    if let Some(iat) = event.token_iat {
+        state.iat_ms = iat.saturating_mul(1000);
+    }
+
+    // --- rates -----------------------------------------------------------
+    let dt_rate = if first { 0.0 } else { since_last_s };
+    state.rate_short =
+        decayed(state.rate_short, dt_rate, TAU_SHORT_S) + (60.0 / TAU_SHORT_S) as f32;
+    state.rate_long = decayed(state.rate_long, dt_rate, TAU_LONG_S) + (60.0 / TAU_LONG_S) as f32;
+    v[idx::BURST] = if state.requests >= 3 {
+        state.rate_short / state.rate_long.max(60.0 / TAU_LONG_S as f32 * 4.0)
+    } else {
+        0.0
+    };
+    let class = route_class(&event.method, &event.path);
+    v[idx::RATE_VS_POP] = population.observe(class, state.rate_short);
+
+    // --- novelty ------------------------------------------------------------
+    let ua_hash = xxhash_rust::xxh3::xxh3_64(ua_family(&event.user_agent).as_bytes()) as u32;
+    let new_ua = state.user_agents.insert(ua_hash);
+    let new_prefix = state.prefixes.insert(prefix_hash(event.ip));
+    state.ips.insert(ip_hash(event.ip));
+    if !first {
+        v[idx::NEW_UA] = f32::from(u8::from(new_ua));
+        v[idx::NEW_PREFIX] = f32::from(u8::from(new_prefix));
+        v[idx::NON_BROWSER_SWITCH] =
+            f32::from(u8::from(new_ua && is_non_browser(&event.user_agent)));
+    }
+
+    // --- geography -----------------------------------------------------------
+    let mut from = None;
+    let mut dt_s = 0.0f32;
+    if let Lookup::Located(loc) = lookup {
+        let new_country = loc.country.is_known() && state.countries.insert(loc.country);
+        let new_asn = loc.asn != 0 && state.asns.insert(loc.asn);
+        if !first {
+            v[idx::NEW_COUNTRY] = f32::from(u8::from(new_country));
+            v[idx::NEW_ASN] = f32::from(u8::from(new_asn));
+        }
+        if let Some(prev) = state.last_seen {
+            let dt = ((now - prev.at_ms).abs() as f64 / 1000.0).max(MIN_DT_S);
+            // Dual-stack and carrier-grade egress: inside one AS the address
+            // family or egress city changes without the holder moving.
+            let same_asn = loc.asn != 0 && loc.asn == prev.location.asn;
+            let km = if same_asn {
+                0.0
+            } else {
+                prev.location.min_plausible_km(&loc)
+            };
+            let speed = (km / (dt / 3600.0)).min(MAX_SPEED_KMH);
+            v[idx::VELOCITY] = speed as f32;
+            v[idx::DISTANCE] = km as f32;
+            v[idx::COUNTRY_CHANGE] = f32::from(u8::from(
+                loc.country.is_known()
+                    && prev.location.country.is_known()
+                    && loc.country != prev.location.country,
+            ));
+            v[idx::ASN_CHANGE] = f32::from(u8::from(
+                loc.asn != 0 && prev.location.asn != 0 && loc.asn != prev.location.asn,
+            ));
+            let impossible = speed > params.plausible_speed_kmh && km >= params.far_km;
+            v[idx::IMPOSSIBLE] = f32::from(u8::from(impossible));
+            state.max_velocity_kmh = state.max_velocity_kmh.max(speed as f32);
+            from = Some(prev);
+            dt_s = dt as f32;
+
+            // Flips: back at the other place within the window, far from here.
+            state.flips = decayed(state.flips, dt, FLIP_HALF_LIFE_S / std::f64::consts::LN_2);
+            if km >= params.far_km {
+                if let Some(other) = state.other_place {
+                    let back = other.location.min_plausible_km(&loc) < params.far_km
+                        && ((now - other.at_ms).abs() as f64 / 1000.0) <= params.flip_window_s;
+                    if back {
+                        state.flips += 1.0;
+                    }
+                }
+                state.other_place = Some(prev);
+            }
+        }
+        // A late event is compared, but the newest sighting stays the anchor.
+        if state.last_seen.is_none_or(|s| now >= s.at_ms) {
+            state.last_seen = Some(Sighting {
+                at_ms: now,
+                location: loc,
+                ip: event.ip,
+            });
+        }
+    }
+    v[idx::MAX_VELOCITY] = state.max_velocity_kmh;
+    v[idx::FLIPS] = state.flips;
+    v[idx::DISTINCT_COUNTRIES] = f32::from(state.countries.distinct);
+    v[idx::DISTINCT_IPS] = state.ips.estimate();
+
+    state.requests = state.requests.saturating_add(1);
+    state.last_ms = state.last_ms.max(now);
+    state.last_ip = Some(event.ip);
+
+    Features {
+        values: v,
+        from,
+        to: lookup.location().copied(),
+        dt_s,
+    }
+}

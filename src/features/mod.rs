@@ -1,0 +1,13 @@
+//! Per-token state and the features computed from it. Pure: no I/O, no
+//! allocation per event.
+
+mod extract;
+mod state;
+mod store;
+
+pub use extract::{
+    idx, is_non_browser, observe, ua_family, FeatureParams, Features, Population, FEATURE_NAMES,
+    FEATURE_SCHEMA_VERSION, MAX_SPEED_KMH, N_FEATURES,
+};
+pub use state::{Sighting, Sketch64, SmallSet, TokenState, SET_CAP};
+pub use store::TokenStore;

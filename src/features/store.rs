@@ -1,0 +1,103 @@
+//! The table of live tokens: bounded, least-recently-used first out, and
+//! expired by the token's own `exp` or an idle TTL.
+//!
+//! LRU order is last-use order, so expiry only ever looks at the cold end of
+//! the list and stops at the first live token: O(expired), no timer per token.
+
+use std::num::NonZeroUsize;
+
+use lru::LruCache;
+
+use super::state::TokenState;
+use crate::telemetry::TokenKey;
+
+pub struct TokenStore {
+    tokens: LruCache<TokenKey, TokenState>,
+    idle_ttl_ms: i64,
+    /// Tokens dropped to stay under the cap (not expired ones).
+    pub evicted: u64,
+    pub expired: u64,
+}
+
+impl TokenStore {
+    pub fn new(capacity: NonZeroUsize, idle_ttl_ms: i64) -> TokenStore {
+        TokenStore {
+            tokens: LruCache::new(capacity),
+            idle_ttl_ms,
+            evicted: 0,
+            expired: 0,
+        }
+    }
+
+    /// The state of `key`, created at `ts_ms` if unknown. Creating a token
+    /// when full evicts the least recently used one.
+    pub fn entry(&mut self, key: TokenKey, ts_ms: i64) -> &mut TokenState {
+        if !self.tokens.contains(&key) {
+            if self.tokens.len() == self.tokens.cap().get() {
+                self.tokens.pop_lru();
+                self.evicted += 1;
+            }
+            self.tokens.put(key, TokenState::new(ts_ms));
+        }
+        self.tokens.get_mut(&key).expect("inserted above")
+    }
+
+    pub fn get(&self, key: &TokenKey) -> Option<&TokenState> {
+        self.tokens.peek(key)
+    }
+
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.tokens.cap().get()
+    }
+
+    /// Drops tokens idle for longer than the TTL, or past their `exp` by more
+    /// than the TTL (late events for an expired token still get scored for a
+    /// while). `now_ms` is event time, so replays and backfills age alike.
+    pub fn expire(&mut self, now_ms: i64) -> usize {
+        let mut n = 0;
+        while let Some((_, s)) = self.tokens.peek_lru() {
+            let idle = now_ms - s.last_ms > self.idle_ttl_ms;
+            let gone = s.exp_ms > 0 && now_ms - s.exp_ms > self.idle_ttl_ms;
+            if !(idle || gone) {
+                break;
+            }
+            self.tokens.pop_lru();
+            n += 1;
+        }
+        self.expired += n as u64;
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cap_evicts_least_recently_used() {
+        let mut s = TokenStore::new(NonZeroUsize::new(2).unwrap(), 60_000);
+        s.entry(1, 0);
+        s.entry(2, 0);
+        s.entry(1, 1); // touch 1
+        s.entry(3, 2);
+        assert!(s.get(&1).is_some() && s.get(&2).is_none() && s.get(&3).is_some());
+        assert_eq!(s.evicted, 1);
+    }
+
+    #[test]
+    fn idle_tokens_expire_from_the_cold_end_only() {
+        let mut s = TokenStore::new(NonZeroUsize::new(10).unwrap(), 1_000);
+        s.entry(1, 0).last_ms = 0;
+        s.entry(2, 5_000).last_ms = 5_000;
+        assert_eq!(s.expire(5_500), 1);
+        assert!(s.get(&1).is_none() && s.get(&2).is_some());
+    }
+}

@@ -1,0 +1,17 @@
+//! Ingest: the Kafka edge. Consumers in a group, at-least-once, offsets
+//! committed only after a record is fully handled; dead letters for what
+//! cannot be handled; commits on rebalance and shutdown.
+
+mod consumer;
+mod context;
+mod deadletter;
+mod kafka;
+mod revoke;
+mod score;
+
+pub use consumer::{run, Handler, IngestConsumer, LoopStats, Transient};
+pub use context::{IngestContext, Readiness};
+pub use deadletter::redact;
+pub use kafka::{consumer_config, producer_config};
+pub use revoke::RevocationHandler;
+pub use score::ScoringHandler;

@@ -1,0 +1,91 @@
+//! The revoking consumer's handler: decision log → revoker. A decision is
+//! committed only once settled; while the IdP is unreachable the same
+//! decision is retried (the loop backs off), so an outage delays revocations
+//! and loses none.
+
+use std::sync::Arc;
+
+use rdkafka::message::BorrowedMessage;
+use rdkafka::producer::FutureProducer;
+use rdkafka::Message;
+use tokio::sync::mpsc;
+
+use super::consumer::{Handler, Transient};
+use super::deadletter;
+use crate::metrics::Metrics;
+use crate::respond::{Decision, Outcome, Revoker, Settled};
+
+pub struct RevocationHandler {
+    revoker: Revoker,
+    producer: FutureProducer,
+    deadletter_topic: String,
+    metrics: Arc<Metrics>,
+    observer: Option<mpsc::UnboundedSender<Settled>>,
+}
+
+impl RevocationHandler {
+    pub fn new(
+        revoker: Revoker,
+        producer: FutureProducer,
+        deadletter_topic: String,
+        metrics: Arc<Metrics>,
+        observer: Option<mpsc::UnboundedSender<Settled>>,
+    ) -> RevocationHandler {
+        RevocationHandler {
+            revoker,
+            producer,
+            deadletter_topic,
+            metrics,
+            observer,
+        }
+    }
+}
+
+impl Handler for RevocationHandler {
+    async fn handle(&mut self, msg: &BorrowedMessage<'_>) -> Result<(), Transient> {
+        let decision: Decision = match serde_json::from_slice(msg.payload().unwrap_or_default()) {
+            Ok(d) => d,
+            Err(e) => {
+                deadletter::publish(
+                    &self.producer,
+                    &self.deadletter_topic,
+                    msg,
+                    "decision_json",
+                    &e.to_string(),
+                )
+                .await
+                .map_err(|e| Transient(format!("dead-letter topic: {e}")))?;
+                self.metrics
+                    .deadletters
+                    .with_label_values(&["decision_json"])
+                    .inc();
+                return Ok(());
+            }
+        };
+        let settled = self.revoker.settle(decision).await;
+        let label = settled.outcome.label();
+        self.metrics.revocations.with_label_values(&[label]).inc();
+        self.metrics
+            .revocation_seconds
+            .with_label_values(&[label])
+            .observe(settled.took.as_secs_f64());
+        tracing::info!(
+            token_id = %settled.decision.token_id,
+            outcome = label,
+            took_ms = settled.took.as_millis() as u64,
+            detail = ?settled.outcome,
+            "decision settled"
+        );
+        if let Outcome::Failed {
+            permanent: false,
+            why,
+        } = &settled.outcome
+        {
+            return Err(Transient(format!("revocation not settled: {why}")));
+        }
+        if let Some(o) = &self.observer {
+            let _ = o.send(settled);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,344 @@
+//! The `tokenwatch` command: parses arguments, loads configuration, and
+//! calls into the library. Nothing else lives here.
+
+use std::io::{BufWriter, Read, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use arc_swap::ArcSwap;
+use clap::{Parser, Subcommand};
+use tokenwatch::config::Config;
+use tokenwatch::detect::DetectorParams;
+use tokenwatch::geo::{demo_build, GeoHandle};
+use tokenwatch::model::{train, Model, ModelArtifact};
+use tokenwatch::sim::{self, SimParams, World};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(
+    name = "tokenwatch",
+    version,
+    about = "Catches stolen access tokens while they are being used, and shuts them off."
+)]
+struct Cli {
+    /// Log as JSON lines (for log shippers) instead of text.
+    #[arg(long, global = true, env = "TOKENWATCH_LOG_JSON")]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service: consume telemetry, score, decide, revoke.
+    Serve {
+        #[arg(long, short, env = "TOKENWATCH_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Everything in one process: an in-process Kafka cluster, a loopback
+    /// authorization server, simulated traffic with attacks, the real
+    /// consumer path, /metrics live.
+    Demo(tokenwatch::demo::DemoArgs),
+    /// Configuration tools.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Generate labelled gateway telemetry (NDJSON) from a seed.
+    Simulate {
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        #[arg(long, default_value_t = 300)]
+        users: u32,
+        #[arg(long, default_value = "4h", value_parser = humantime::parse_duration)]
+        span: Duration,
+        #[arg(long, default_value_t = 0.03)]
+        attack_share: f64,
+        #[arg(long, num_args = 1.., default_value = "data/geo/demo-city.mmdb")]
+        city_db: Vec<PathBuf>,
+        /// Output file; `-` for stdout.
+        #[arg(long, short, default_value = "-")]
+        out: String,
+    },
+    /// Train a model on labelled telemetry and write the artifact.
+    Train {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value = "models/default.json")]
+        out: PathBuf,
+        #[arg(long, default_value = "data/geo/demo-city.mmdb")]
+        city_db: PathBuf,
+        #[arg(long, default_value = "data/geo/demo-asn.mmdb")]
+        asn_db: PathBuf,
+        /// Model version recorded in the artifact.
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// Seal a raw token (stdin) into a handle for the revoker.
+    Seal {
+        #[arg(long)]
+        token_id: Option<String>,
+        #[arg(long, env = "TOKENWATCH_SEAL_KEY_ID", default_value = "k1")]
+        key_id: String,
+        #[arg(long, env = "TOKENWATCH_SEAL_KEY")]
+        key: Option<String>,
+        /// Print a fresh random key instead.
+        #[arg(long)]
+        new_key: bool,
+    },
+    /// Geo database tools.
+    Geo {
+        #[command(subcommand)]
+        command: GeoCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file (and the environment) and exit.
+    Check { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum GeoCommand {
+    /// Build the committed demo databases from DB-IP Lite (see scripts/build-demo-geo).
+    BuildDemo {
+        #[arg(long, num_args = 1.., required = true)]
+        city_db: Vec<PathBuf>,
+        #[arg(long, num_args = 1.., required = true)]
+        asn_csv: Vec<PathBuf>,
+        #[arg(long, default_value = "data/geo")]
+        out_dir: PathBuf,
+        #[arg(long, default_value_t = 300)]
+        cities: usize,
+    },
+    /// Look an address up in the configured databases.
+    Lookup {
+        ip: std::net::IpAddr,
+        #[arg(long, num_args = 1.., default_value = "data/geo/demo-city.mmdb")]
+        city_db: Vec<PathBuf>,
+        #[arg(long)]
+        asn_db: Option<PathBuf>,
+    },
+}
+
+fn init_tracing(json: bool, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// One shutdown signal for every server and loop: Ctrl-C or SIGTERM.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let term = async {
+            if let Ok(mut s) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            {
+                s.recv().await;
+            }
+        };
+        #[cfg(not(unix))]
+        let term = std::future::pending::<()>();
+        tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+        tracing::info!("shutting down: finishing the current record and committing");
+        t.cancel();
+    });
+    token
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    // The demo prints its own story; its logs would drown it.
+    let default_filter = if matches!(cli.command, Command::Demo(_)) {
+        "warn"
+    } else {
+        "info,rdkafka=warn"
+    };
+    init_tracing(cli.log_json, default_filter);
+    match cli.command {
+        Command::Serve { config } => {
+            let cfg = Config::load(config.as_deref())?;
+            let shutdown = shutdown_on_signal();
+            let report = tokenwatch::serve::serve(cfg, shutdown, Default::default()).await?;
+            tracing::info!(
+                scored = report.scored.handled,
+                settled = report.settled.handled,
+                "stopped"
+            );
+        }
+        Command::Demo(args) => {
+            let shutdown = shutdown_on_signal();
+            tokenwatch::demo::run(args, shutdown).await?;
+        }
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => {
+            let cfg = Config::load(Some(&file))?;
+            GeoHandle::open(cfg.geo.city_db.clone(), cfg.geo.asn_db.clone())?;
+            ModelArtifact::load(&cfg.model_path)?;
+            println!("{}: ok (geo databases and model load)", file.display());
+        }
+        Command::Simulate {
+            seed,
+            users,
+            span,
+            attack_share,
+            city_db,
+            out,
+        } => {
+            let geo = GeoHandle::open(city_db, None)?;
+            let world = World::from_geo(&geo.load().db);
+            let p = SimParams {
+                seed,
+                users,
+                span_ms: span.as_millis() as i64,
+                attack_share,
+                ..SimParams::default()
+            };
+            let events = sim::generate(&world, &p);
+            let sink: Box<dyn Write> = if out == "-" {
+                Box::new(std::io::stdout().lock())
+            } else {
+                Box::new(std::fs::File::create(&out).with_context(|| format!("creating {out}"))?)
+            };
+            let mut w = BufWriter::new(sink);
+            let bar = indicatif::ProgressBar::new(events.len() as u64);
+            for e in &events {
+                let id = e.sim_token_id(seed);
+                serde_json::to_writer(&mut w, &e.to_wire(&id, None, true))?;
+                w.write_all(b"\n")?;
+                bar.inc(1);
+            }
+            w.flush()?;
+            bar.finish_and_clear();
+            eprintln!("{} events from {} users, seed {seed}", events.len(), users);
+        }
+        Command::Train {
+            data,
+            out,
+            city_db,
+            asn_db,
+            version,
+        } => {
+            let geo = GeoHandle::open(vec![city_db], Some(asn_db))?;
+            let placeholder = Arc::new(ArcSwap::from_pointee(Model::new(placeholder_artifact())));
+            let mut rows = Vec::new();
+            let bar = indicatif::ProgressBar::new_spinner();
+            let sha = tokenwatch::eval::replay(
+                &data,
+                geo,
+                placeholder,
+                DetectorParams::default(),
+                |_, r| {
+                    rows.push(r.row);
+                    if rows.len() % 4096 == 0 {
+                        bar.set_message(format!("{} requests replayed", rows.len()));
+                        bar.tick();
+                    }
+                },
+            )?;
+            bar.finish_and_clear();
+            let version = version.unwrap_or_else(|| format!("lr-{}", &sha[..12]));
+            let artifact = train::train(&rows, &train::TrainParams::default(), &sha, &version)?;
+            artifact
+                .save(&out)
+                .with_context(|| format!("writing {}", out.display()))?;
+            let h = &artifact.training.holdout;
+            println!(
+                "{}: version {version}, {} rows; hold-out: recall {:.3}, precision {:.3}, {:.1} false flags/100k legit tokens at threshold {:.4}",
+                out.display(),
+                rows.len(),
+                h.token_recall,
+                h.token_precision,
+                h.false_flags_per_100k,
+                h.threshold
+            );
+        }
+        Command::Seal {
+            token_id,
+            key_id,
+            key,
+            new_key,
+        } => {
+            if new_key {
+                println!("{}", tokenwatch::respond::Sealer::generate_key());
+                return Ok(());
+            }
+            let (Some(token_id), Some(key)) = (token_id, key) else {
+                bail!("seal needs --token-id and a key (--key or TOKENWATCH_SEAL_KEY)");
+            };
+            let sealer = tokenwatch::respond::Sealer::new([(key_id.as_str(), key.as_str())])?;
+            let mut raw = String::new();
+            std::io::stdin().read_to_string(&mut raw)?;
+            println!(
+                "{}",
+                sealer.seal(&token_id, raw.trim_end_matches(['\r', '\n']))
+            );
+        }
+        Command::Geo {
+            command:
+                GeoCommand::BuildDemo {
+                    city_db,
+                    asn_csv,
+                    out_dir,
+                    cities,
+                },
+        } => {
+            let report = demo_build::build(&demo_build::DemoSources {
+                city_dbs: city_db,
+                asn_csvs: asn_csv,
+                out_dir,
+                cities,
+                v4_nets_per_city: 8,
+                v6_nets_per_city: 3,
+            })?;
+            println!("{report:?}");
+        }
+        Command::Geo {
+            command:
+                GeoCommand::Lookup {
+                    ip,
+                    city_db,
+                    asn_db,
+                },
+        } => {
+            let geo = GeoHandle::open(city_db, asn_db)?;
+            let db = &geo.load().db;
+            println!("{:?}\n{:?}", db.lookup(ip), db.place(ip));
+        }
+    }
+    Ok(())
+}
+
+/// Training replays features only; the scorer is never consulted.
+fn placeholder_artifact() -> ModelArtifact {
+    use tokenwatch::features::{FEATURE_NAMES, FEATURE_SCHEMA_VERSION, N_FEATURES};
+    ModelArtifact {
+        format: tokenwatch::model::ARTIFACT_FORMAT,
+        version: "untrained".into(),
+        feature_schema_version: FEATURE_SCHEMA_VERSION,
+        feature_names: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
+        mean: vec![0.0; N_FEATURES],
+        scale: vec![1.0; N_FEATURES],
+        weights: vec![0.0; N_FEATURES],
+        bias: 0.0,
+        alert_threshold: 1.0,
+        revoke_threshold: 1.0,
+        training: Default::default(),
+    }
+}

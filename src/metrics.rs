@@ -1,0 +1,226 @@
+//! Every Prometheus metric tokenwatch exports, defined in one place and
+//! registered once. Names follow `tokenwatch_<noun>_<unit>`; counters end in
+//! `_total`; labels take small fixed sets of values, never a token id, IP or
+//! subject. `docs/metrics.md` describes each.
+
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use crate::detect::DetectorStats;
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub events_consumed: IntCounter,
+    pub events_rejected: IntCounterVec,
+    pub deadletters: IntCounterVec,
+    pub processing_seconds: Histogram,
+    pub detection_latency_seconds: Histogram,
+    pub verdicts: IntCounterVec,
+    pub tokens_flagged: IntCounterVec,
+    pub score: Histogram,
+    pub tokens_tracked: IntGauge,
+    pub tokens_evicted: IntCounter,
+    pub tokens_expired: IntCounter,
+    pub geo_lookups: IntCounterVec,
+    pub geo_build_epoch: Gauge,
+    pub geo_reloads: IntCounterVec,
+    pub model_info: IntGaugeVec,
+    pub decisions_published: IntCounterVec,
+    pub revocations: IntCounterVec,
+    pub revocation_seconds: HistogramVec,
+    pub commits: IntCounterVec,
+    pub consumer_lag: IntGaugeVec,
+    pub policy_mode: IntGaugeVec,
+    /// Last DetectorStats folded in, so counters advance by deltas.
+    last_stats: std::sync::Mutex<DetectorStats>,
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("valid metric");
+    r.register(Box::new(c.clone()))
+        .expect("metric registered once");
+    c
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone()))
+        .expect("metric registered once");
+    c
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+        .expect("valid metric");
+    r.register(Box::new(h.clone()))
+        .expect("metric registered once");
+    h
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone()))
+        .expect("metric registered once");
+    g
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let latency = prometheus::exponential_buckets(0.000_01, 4.0, 12).expect("valid buckets");
+        let wall = prometheus::exponential_buckets(0.001, 2.0, 16).expect("valid buckets");
+        let m = Metrics {
+            events_consumed: counter(&r, "tokenwatch_events_consumed_total", "Telemetry records consumed and scored."),
+            events_rejected: counter_vec(
+                &r,
+                "tokenwatch_events_rejected_total",
+                "Telemetry records rejected as malformed, by reason.",
+                &["reason"],
+            ),
+            deadletters: counter_vec(
+                &r,
+                "tokenwatch_deadletters_total",
+                "Records published to the dead-letter topic, by reason.",
+                &["reason"],
+            ),
+            processing_seconds: histogram(
+                &r,
+                "tokenwatch_event_processing_seconds",
+                "Time to parse, enrich, score and hand off one record.",
+                latency,
+            ),
+            detection_latency_seconds: histogram(
+                &r,
+                "tokenwatch_detection_latency_seconds",
+                "From the request's event time to its verdict.",
+                wall.clone(),
+            ),
+            verdicts: counter_vec(&r, "tokenwatch_verdicts_total", "Verdicts by action.", &["action"]),
+            tokens_flagged: counter_vec(
+                &r,
+                "tokenwatch_tokens_flagged_total",
+                "Tokens escalated to an action for the first time, by action and reason.",
+                &["action", "reason"],
+            ),
+            score: histogram(
+                &r,
+                "tokenwatch_verdict_score_ratio",
+                "Risk score of each verdict.",
+                vec![0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.95, 0.99, 0.999],
+            ),
+            tokens_tracked: {
+                let g = IntGauge::new("tokenwatch_tokens_tracked", "Tokens with live state in this instance.")
+                    .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("metric registered once");
+                g
+            },
+            tokens_evicted: counter(
+                &r,
+                "tokenwatch_tokens_evicted_total",
+                "Token states dropped to stay under the tracked-token cap.",
+            ),
+            tokens_expired: counter(&r, "tokenwatch_tokens_expired_total", "Token states expired (idle or past exp)."),
+            geo_lookups: counter_vec(
+                &r,
+                "tokenwatch_geo_lookups_total",
+                "Geo resolutions by path: per-token shortcut, cache hit, database lookup.",
+                &["path"],
+            ),
+            geo_build_epoch: {
+                let g = Gauge::new(
+                    "tokenwatch_geo_database_build_timestamp_seconds",
+                    "Build time of the loaded City database.",
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("metric registered once");
+                g
+            },
+            geo_reloads: counter_vec(
+                &r,
+                "tokenwatch_geo_reloads_total",
+                "Geo database reloads by result.",
+                &["result"],
+            ),
+            model_info: gauge_vec(&r, "tokenwatch_model_info", "The loaded model (value 1).", &["version"]),
+            decisions_published: counter_vec(
+                &r,
+                "tokenwatch_decisions_published_total",
+                "Decisions written to the decision log, by action.",
+                &["action"],
+            ),
+            revocations: counter_vec(
+                &r,
+                "tokenwatch_revocations_total",
+                "Settled decisions by outcome (revoked, not_acted, unrevocable, rejected, gave_up, …).",
+                &["outcome"],
+            ),
+            revocation_seconds: {
+                let h = HistogramVec::new(
+                    HistogramOpts::new("tokenwatch_revocation_duration_seconds", "Time to settle one decision.")
+                        .buckets(wall),
+                    &["outcome"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(h.clone())).expect("metric registered once");
+                h
+            },
+            commits: counter_vec(&r, "tokenwatch_kafka_commits_total", "Offset commits by result.", &["result"]),
+            consumer_lag: gauge_vec(
+                &r,
+                "tokenwatch_consumer_lag_messages",
+                "Messages behind the high watermark, by topic and partition.",
+                &["topic", "partition"],
+            ),
+            policy_mode: gauge_vec(&r, "tokenwatch_policy_mode", "Response mode in force (value 1).", &["mode"]),
+            last_stats: std::sync::Mutex::new(DetectorStats::default()),
+            registry: r,
+        };
+        m
+    }
+
+    /// Folds the detector's own counters into the exported ones.
+    pub fn observe_detector(&self, s: DetectorStats) {
+        let mut last = self.last_stats.lock().expect("metrics lock not poisoned");
+        let d = |now: u64, before: u64| now.saturating_sub(before);
+        self.geo_lookups
+            .with_label_values(&["shortcut"])
+            .inc_by(d(s.geo_shortcut_hits, last.geo_shortcut_hits));
+        self.geo_lookups
+            .with_label_values(&["cache_hit"])
+            .inc_by(d(s.geo_cache_hits, last.geo_cache_hits));
+        self.geo_lookups
+            .with_label_values(&["database"])
+            .inc_by(d(s.geo_cache_misses, last.geo_cache_misses));
+        self.tokens_evicted.inc_by(d(s.evicted, last.evicted));
+        self.tokens_expired.inc_by(d(s.expired, last.expired));
+        self.tokens_tracked.set(s.tracked as i64);
+        *last = s;
+    }
+
+    pub fn set_model_version(&self, version: &str) {
+        self.model_info.reset();
+        self.model_info.with_label_values(&[version]).set(1);
+    }
+
+    pub fn set_mode(&self, mode: &str) {
+        self.policy_mode.reset();
+        self.policy_mode.with_label_values(&[mode]).set(1);
+    }
+
+    /// The text exposition format, for `/metrics`.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buf).expect("exposition format is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

@@ -1,0 +1,12 @@
+//! The model: a calibrated risk score from the features, with the features
+//! that drove it, plus hard rules for the unambiguous cases. Trained by
+//! `tokenwatch train` with linfa; scoring is pure.
+
+mod artifact;
+mod rules;
+mod score;
+pub mod train;
+
+pub use artifact::{HoldoutMetrics, ModelArtifact, ModelError, TrainingInfo, ARTIFACT_FORMAT};
+pub use rules::Rule;
+pub use score::{transform, Contribution, Model, Score, TOP_K};

@@ -1,0 +1,42 @@
+//! Hard rules that override the model where the evidence admits no innocent
+//! reading. They only raise a score, never lower it.
+
+use serde::Serialize;
+
+use crate::features::{idx, Features};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rule {
+    /// Faster than any aircraft across a border, beyond both accuracy radii.
+    ImpossibleTravel,
+    /// Back and forth between two far-apart places: two holders.
+    ConcurrentUse,
+}
+
+impl Rule {
+    /// The least score a fired rule gives.
+    pub fn floor(self) -> f32 {
+        match self {
+            Rule::ImpossibleTravel => 0.99,
+            Rule::ConcurrentUse => 0.995,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::ImpossibleTravel => "impossible_travel",
+            Rule::ConcurrentUse => "concurrent_use",
+        }
+    }
+}
+
+pub fn fired(f: &Features) -> Option<Rule> {
+    if f.get(idx::FLIPS) >= 1.5 {
+        Some(Rule::ConcurrentUse)
+    } else if f.get(idx::IMPOSSIBLE) > 0.0 && f.get(idx::COUNTRY_CHANGE) > 0.0 {
+        Some(Rule::ImpossibleTravel)
+    } else {
+        None
+    }
+}

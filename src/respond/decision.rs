@@ -1,0 +1,68 @@
+//! The decision record: what the detector decided about a token, written to
+//! `tokenwatch.decisions` before anything acts on it (the outbox). A crash
+//! after the write and before the revocation loses nothing: the revoker
+//! consumes the topic and commits only once every target is settled.
+
+use serde::{Deserialize, Serialize};
+
+use crate::detect::{Action, Explanation};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Decision {
+    /// Stable id: token id + action, so replays of the same decision are
+    /// recognised as one.
+    pub decision_id: String,
+    pub token_id: String,
+    pub sub: String,
+    #[serde(default)]
+    pub tenant: Option<String>,
+    #[serde(default)]
+    pub client_id: Option<String>,
+    pub action: Action,
+    pub score: f32,
+    pub model_version: String,
+    pub explanation: String,
+    #[serde(default)]
+    pub rule: Option<String>,
+    /// Event time of the request that triggered the decision, ms.
+    pub event_ts_ms: i64,
+    /// Wall-clock time the decision was made, ms.
+    pub decided_at_ms: i64,
+    /// The sealed raw token, if the telemetry carried one. Opened only by
+    /// the revoker.
+    #[serde(default)]
+    pub token_handle: Option<String>,
+    #[serde(default)]
+    pub token_exp: Option<i64>,
+}
+
+impl Decision {
+    pub fn decision_id(token_id: &str, action: Action) -> String {
+        format!("{token_id}/{}", action.as_str())
+    }
+
+    pub fn from_explained(
+        event: &crate::telemetry::Event<'_>,
+        verdict: &crate::detect::Verdict,
+        explanation: &Explanation,
+        model_version: &str,
+        now_ms: i64,
+    ) -> Decision {
+        Decision {
+            decision_id: Decision::decision_id(&event.token_id, verdict.action),
+            token_id: event.token_id.to_string(),
+            sub: event.sub.to_string(),
+            tenant: event.tenant.as_deref().map(str::to_owned),
+            client_id: event.client_id.as_deref().map(str::to_owned),
+            action: verdict.action,
+            score: verdict.score.score,
+            model_version: model_version.to_owned(),
+            explanation: explanation.text.clone(),
+            rule: explanation.rule.map(str::to_owned),
+            event_ts_ms: event.ts_ms,
+            decided_at_ms: now_ms,
+            token_handle: event.token_handle.as_deref().map(str::to_owned),
+            token_exp: event.token_exp,
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The revoker: turns one decision into the calls that really revoke.
+//!
+//! The sealed handle is opened here and nowhere else, used for one RFC 7009
+//! call, and dropped. A decision without a handle cannot be revoked through
+//! RFC 7009 — posting the token id would get a 200 and revoke nothing — so it
+//! is recorded as `unrevocable`, never as success.
+
+use std::num::NonZeroUsize;
+use std::time::{Duration, Instant};
+
+use lru::LruCache;
+use serde::Serialize;
+
+use super::decision::Decision;
+use super::policy::Mode;
+use super::rfc7009::{CallError, Rfc7009Client};
+use super::seal::{SealError, Sealer};
+use crate::detect::Action;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The authorization server accepted the revocation.
+    Revoked { attempts: u32 },
+    /// Policy said not to act (shadow or alert mode, or an alert-level decision).
+    NotActed { mode: &'static str },
+    /// Already acted on (a replayed or duplicate decision).
+    Duplicate,
+    /// No sealed handle, or no RFC 7009 endpoint: nothing can revoke it here.
+    Unrevocable { why: String },
+    /// The handle would not open (wrong key, tampered, other token id).
+    BadHandle { why: String },
+    /// The server refused, or retries ran out.
+    Failed { why: String, permanent: bool },
+}
+
+impl Outcome {
+    /// Label for `tokenwatch_revocations_total{outcome}`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Revoked { .. } => "revoked",
+            Outcome::NotActed { .. } => "not_acted",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Unrevocable { .. } => "unrevocable",
+            Outcome::BadHandle { .. } => "bad_handle",
+            Outcome::Failed {
+                permanent: true, ..
+            } => "rejected",
+            Outcome::Failed {
+                permanent: false, ..
+            } => "gave_up",
+        }
+    }
+}
+
+/// The settled decision, with how long the revocation took.
+#[derive(Clone, Debug, Serialize)]
+pub struct Settled {
+    pub decision: Decision,
+    pub outcome: Outcome,
+    pub took: Duration,
+}
+
+pub struct Revoker {
+    mode: Mode,
+    sealer: Option<Sealer>,
+    rfc7009: Option<Rfc7009Client>,
+    /// Decision ids already settled, so duplicates are not acted on twice.
+    done: LruCache<String, ()>,
+}
+
+impl Revoker {
+    pub fn new(mode: Mode, sealer: Option<Sealer>, rfc7009: Option<Rfc7009Client>) -> Revoker {
+        Revoker {
+            mode,
+            sealer,
+            rfc7009,
+            done: LruCache::new(NonZeroUsize::new(100_000).expect("non-zero")),
+        }
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    pub async fn settle(&mut self, d: Decision) -> Settled {
+        let start = Instant::now();
+        let outcome = self.act(&d).await;
+        if !matches!(
+            outcome,
+            Outcome::Failed {
+                permanent: false,
+                ..
+            }
+        ) {
+            self.done.put(d.decision_id.clone(), ());
+        }
+        Settled {
+            decision: d,
+            outcome,
+            took: start.elapsed(),
+        }
+    }
+
+    async fn act(&mut self, d: &Decision) -> Outcome {
+        if self.done.contains(&d.decision_id) {
+            return Outcome::Duplicate;
+        }
+        if self.mode != Mode::Revoke || d.action != Action::Revoke {
+            return Outcome::NotActed {
+                mode: self.mode.as_str(),
+            };
+        }
+        let Some(client) = &self.rfc7009 else {
+            return Outcome::Unrevocable {
+                why: "no RFC 7009 endpoint configured".into(),
+            };
+        };
+        let Some(handle) = d.token_handle.as_deref() else {
+            return Outcome::Unrevocable {
+                why: "telemetry carried no sealed token handle".into(),
+            };
+        };
+        let Some(sealer) = &self.sealer else {
+            return Outcome::Unrevocable {
+                why: "no seal keys configured to open the handle".into(),
+            };
+        };
+        let token = match sealer.open(&d.token_id, handle) {
+            Ok(t) => t,
+            Err(e @ (SealError::Open | SealError::Malformed | SealError::UnknownKey(_))) => {
+                return Outcome::BadHandle { why: e.to_string() }
+            }
+            Err(e) => return Outcome::BadHandle { why: e.to_string() },
+        };
+        let result = client.revoke(&token, "access_token").await;
+        drop(token);
+        match result {
+            Ok(attempts) => Outcome::Revoked { attempts },
+            Err(e @ CallError::Permanent { .. }) => Outcome::Failed {
+                why: e.to_string(),
+                permanent: true,
+            },
+            Err(e) => Outcome::Failed {
+                why: e.to_string(),
+                permanent: false,
+            },
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! `tokenwatch serve`: wires the configuration into a running service — geo,
+//! model, the scoring consumer, the revoking consumer and the HTTP server —
+//! and stops them all on one cancellation.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use rdkafka::consumer::Consumer;
+use rdkafka::producer::FutureProducer;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::detect::Detector;
+use crate::geo::{GeoError, GeoHandle};
+use crate::ingest::{
+    self, IngestConsumer, IngestContext, Readiness, RevocationHandler, ScoringHandler,
+};
+use crate::metrics::Metrics;
+use crate::model::{Model, ModelArtifact, ModelError};
+use crate::respond::{Decision, Revoker, Rfc7009Client, Settled};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Geo(#[from] GeoError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("http listener on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("revocation client: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// Optional taps for the demo and tests.
+#[derive(Default)]
+pub struct Hooks {
+    pub decisions: Option<mpsc::UnboundedSender<Decision>>,
+    pub settled: Option<mpsc::UnboundedSender<Settled>>,
+    /// Receives the HTTP address once bound (useful with port 0).
+    pub http_bound: Option<oneshot::Sender<SocketAddr>>,
+    /// Share a metrics registry with the caller.
+    pub metrics: Option<Arc<Metrics>>,
+}
+
+/// What ran, for the caller's summary.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ServeReport {
+    pub scored: ingest::LoopStats,
+    pub settled: ingest::LoopStats,
+}
+
+fn consumer(
+    cfg: &Config,
+    group: &str,
+    topic: &str,
+    name: &'static str,
+    readiness: Option<Arc<Readiness>>,
+) -> Result<Arc<IngestConsumer>, ServeError> {
+    let c: IngestConsumer = ingest::consumer_config(&cfg.kafka, group)
+        .create_with_context(IngestContext { readiness, name })?;
+    c.subscribe(&[topic])?;
+    Ok(Arc::new(c))
+}
+
+pub async fn serve(
+    cfg: Config,
+    shutdown: CancellationToken,
+    hooks: Hooks,
+) -> Result<ServeReport, ServeError> {
+    let metrics = hooks.metrics.unwrap_or_default();
+    let readiness = Arc::new(Readiness::default());
+
+    let geo = GeoHandle::open(cfg.geo.city_db.clone(), cfg.geo.asn_db.clone())?;
+    metrics
+        .geo_build_epoch
+        .set(geo.load().db.build_epoch() as f64);
+    let model = Model::new(ModelArtifact::load(&cfg.model_path)?);
+    metrics.set_model_version(model.version());
+    metrics.set_mode(cfg.respond.mode.as_str());
+    let model = Arc::new(ArcSwap::from_pointee(model));
+    readiness.model_loaded.store(true, Ordering::Release);
+
+    let producer: FutureProducer = ingest::producer_config(&cfg.kafka).create()?;
+    let score_consumer = consumer(
+        &cfg,
+        &cfg.kafka.group_id,
+        &cfg.kafka.telemetry_topic,
+        "score",
+        Some(readiness.clone()),
+    )?;
+    let revoke_group = format!("{}.revoker", cfg.kafka.group_id);
+    let revoke_consumer = consumer(
+        &cfg,
+        &revoke_group,
+        &cfg.kafka.decisions_topic,
+        "revoke",
+        None,
+    )?;
+
+    let listener = tokio::net::TcpListener::bind(cfg.http_listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: cfg.http_listen,
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(|source| ServeError::Listen {
+        addr: cfg.http_listen,
+        source,
+    })?;
+    if let Some(tx) = hooks.http_bound {
+        let _ = tx.send(bound);
+    }
+    tracing::info!(%bound, "http listening");
+    let app = api::app(AppState {
+        metrics: metrics.clone(),
+        readiness: readiness.clone(),
+    });
+    let http_stop = shutdown.clone();
+    let http = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(http_stop.cancelled_owned())
+            .await
+        {
+            tracing::error!(error = %e, "http server");
+        }
+    });
+
+    let reload = tokio::spawn(watch_geo(geo.clone(), metrics.clone(), shutdown.clone()));
+
+    let detector = Detector::new(geo, model, cfg.detect.clone());
+    let scoring = ScoringHandler::new(
+        detector,
+        producer.clone(),
+        cfg.kafka.deadletter_topic.clone(),
+        cfg.kafka.decisions_topic.clone(),
+        metrics.clone(),
+        hooks.decisions,
+    );
+    let rfc7009 = cfg
+        .respond
+        .rfc7009
+        .clone()
+        .map(Rfc7009Client::new)
+        .transpose()?;
+    let revoker = Revoker::new(cfg.respond.mode, cfg.respond.sealer.clone(), rfc7009);
+    let revoking = RevocationHandler::new(
+        revoker,
+        producer,
+        cfg.kafka.deadletter_topic.clone(),
+        metrics.clone(),
+        hooks.settled,
+    );
+
+    let interval = cfg.kafka.commit_interval;
+    let score_task = tokio::spawn(ingest::run(
+        score_consumer,
+        scoring,
+        interval,
+        shutdown.clone(),
+        metrics.clone(),
+    ));
+    let revoke_task = tokio::spawn(ingest::run(
+        revoke_consumer,
+        revoking,
+        interval,
+        shutdown.clone(),
+        metrics.clone(),
+    ));
+    let scored = score_task.await.unwrap_or_default();
+    let settled = revoke_task.await.unwrap_or_default();
+    let _ = http.await;
+    let _ = reload.await;
+    Ok(ServeReport { scored, settled })
+}
+
+/// Reloads the geo databases when a file is replaced (atomic rename gives
+/// it a new modification time), without stopping the consumers.
+async fn watch_geo(geo: Arc<GeoHandle>, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+    let stamp = |geo: &GeoHandle| -> Vec<Option<SystemTime>> {
+        geo.city_paths()
+            .iter()
+            .map(|p| p.as_path())
+            .chain(geo.asn_path())
+            .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+            .collect()
+    };
+    let mut last = stamp(&geo);
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = stamp(&geo);
+        if now == last {
+            continue;
+        }
+        last = now;
+        match geo.reload() {
+            Ok(generation) => {
+                metrics.geo_reloads.with_label_values(&["ok"]).inc();
+                metrics
+                    .geo_build_epoch
+                    .set(geo.load().db.build_epoch() as f64);
+                tracing::info!(generation, "geo databases reloaded");
+            }
+            Err(e) => {
+                metrics.geo_reloads.with_label_values(&["error"]).inc();
+                tracing::error!(error = %e, "geo reload failed; keeping the loaded databases");
+            }
+        }
+    }
+}

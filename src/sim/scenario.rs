@@ -1,0 +1,389 @@
+//! Who does what: legitimate behaviours that must not look like theft, and
+//! attacks that must. `docs/evaluation.md` documents every scenario and its
+//! parameters.
+
+use rand::seq::SliceRandom;
+use rand::Rng;
+use rand_pcg::Pcg64Mcg;
+use serde::{Deserialize, Serialize};
+
+use super::population::{address_in, World};
+use super::{Label, SimEvent};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scenario {
+    /// Desk user: one place, one browser.
+    LegitHome,
+    /// Phone switching Wi-Fi ↔ cellular; carrier IPs geolocate elsewhere in the country.
+    LegitMobile,
+    /// Corporate VPN: egress shared by many users, possibly abroad; some switch mid-token.
+    LegitVpn,
+    /// A client syncing: bursts from one address with a non-browser agent.
+    LegitAutomation,
+    /// A real flight between two cities, at airliner speed.
+    LegitFlight,
+    /// Stolen and replayed from another country.
+    ReplayForeign,
+    /// Victim and attacker both use it, far apart, interleaved.
+    Concurrent,
+    /// Replayed from the same country through a residential proxy.
+    ProxySameCountry,
+    /// Stolen and used to scrape at high rate.
+    BurstScrape,
+}
+
+impl Scenario {
+    pub fn is_attack(self) -> bool {
+        matches!(
+            self,
+            Scenario::ReplayForeign
+                | Scenario::Concurrent
+                | Scenario::ProxySameCountry
+                | Scenario::BurstScrape
+        )
+    }
+
+    pub const ALL: [Scenario; 9] = [
+        Scenario::LegitHome,
+        Scenario::LegitMobile,
+        Scenario::LegitVpn,
+        Scenario::LegitAutomation,
+        Scenario::LegitFlight,
+        Scenario::ReplayForeign,
+        Scenario::Concurrent,
+        Scenario::ProxySameCountry,
+        Scenario::BurstScrape,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scenario::LegitHome => "legit_home",
+            Scenario::LegitMobile => "legit_mobile",
+            Scenario::LegitVpn => "legit_vpn",
+            Scenario::LegitAutomation => "legit_automation",
+            Scenario::LegitFlight => "legit_flight",
+            Scenario::ReplayForeign => "replay_foreign",
+            Scenario::Concurrent => "concurrent",
+            Scenario::ProxySameCountry => "proxy_same_country",
+            Scenario::BurstScrape => "burst_scrape",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SimParams {
+    pub seed: u64,
+    pub start_ms: i64,
+    pub span_ms: i64,
+    pub users: u32,
+    /// Share of tokens that get stolen.
+    pub attack_share: f64,
+    pub token_life_ms: (i64, i64),
+    /// Mean gap between a user's requests.
+    pub mean_gap_ms: f64,
+    /// Share of users of each legitimate kind (the rest are desk users).
+    pub p_mobile: f64,
+    pub p_vpn: f64,
+    pub p_automation: f64,
+    pub p_flight: f64,
+    /// Delay between the theft and the attacker's first request, ms.
+    pub attack_delay_ms: (i64, i64),
+}
+
+impl Default for SimParams {
+    fn default() -> Self {
+        SimParams {
+            seed: 7,
+            start_ms: 1_795_420_800_000, // 2026-11-23T08:00:00Z
+            span_ms: 4 * 3600 * 1000,
+            users: 300,
+            attack_share: 0.03,
+            token_life_ms: (5 * 60 * 1000, 60 * 60 * 1000),
+            mean_gap_ms: 60_000.0,
+            p_mobile: 0.25,
+            p_vpn: 0.15,
+            p_automation: 0.05,
+            p_flight: 0.05,
+            attack_delay_ms: (5_000, 120_000),
+        }
+    }
+}
+
+const BROWSERS: [&str; 4] = [
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_6) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 Safari/604.1",
+];
+const TOOLS: [&str; 4] = [
+    "python-requests/2.32.3",
+    "curl/8.10.1",
+    "Go-http-client/2.0",
+    "okhttp/4.12.0",
+];
+const ROUTES: [(&str, &str); 6] = [
+    ("GET", "/v1/orders"),
+    ("GET", "/v1/profile"),
+    ("POST", "/v1/orders"),
+    ("GET", "/v1/catalog"),
+    ("GET", "/v1/messages"),
+    ("PUT", "/v1/profile"),
+];
+
+struct User {
+    id: u32,
+    home: usize,
+    kind: Scenario,
+    ua: &'static str,
+    /// Shared VPN egress city, for VPN users.
+    egress: usize,
+}
+
+fn exp_gap(rng: &mut Pcg64Mcg, mean: f64) -> i64 {
+    let u: f64 = rng.gen_range(1e-9..1.0);
+    (-u.ln() * mean).max(200.0) as i64
+}
+
+struct Gen<'w> {
+    world: &'w World,
+    rng: Pcg64Mcg,
+    out: Vec<SimEvent>,
+    next_token: u32,
+}
+
+struct Token {
+    seq: u32,
+    iat_ms: i64,
+    exp_ms: i64,
+}
+
+impl Gen<'_> {
+    fn push(
+        &mut self,
+        t: &Token,
+        user: &User,
+        ts: i64,
+        ip: std::net::IpAddr,
+        ua: &'static str,
+        label: Label,
+    ) {
+        let (method, path) = ROUTES[self.rng.gen_range(0..ROUTES.len())];
+        let status = if self.rng.gen_bool(0.02) { 404 } else { 200 };
+        self.out.push(SimEvent {
+            ts_ms: ts,
+            token_seq: t.seq,
+            sub: user.id,
+            ip,
+            user_agent: ua,
+            method,
+            path,
+            status,
+            token_iat_s: t.iat_ms / 1000,
+            token_exp_s: t.exp_ms / 1000,
+            label,
+        });
+    }
+}
+
+/// Generates the events of `p`, sorted by time.
+pub fn generate(world: &World, p: &SimParams) -> Vec<SimEvent> {
+    assert!(
+        !world.cities.is_empty(),
+        "the geo database has no usable cities"
+    );
+    let mut g = Gen {
+        world,
+        rng: Pcg64Mcg::new(u128::from(p.seed) | 1),
+        out: Vec::new(),
+        next_token: 0,
+    };
+    let n = world.cities.len();
+    // A handful of corporate VPN egress points, shared by all VPN users.
+    let egress_points: Vec<usize> = (0..4).map(|_| g.rng.gen_range(0..n)).collect();
+    for id in 0..p.users {
+        let r: f64 = g.rng.gen();
+        let kind = if r < p.p_mobile {
+            Scenario::LegitMobile
+        } else if r < p.p_mobile + p.p_vpn {
+            Scenario::LegitVpn
+        } else if r < p.p_mobile + p.p_vpn + p.p_automation {
+            Scenario::LegitAutomation
+        } else if r < p.p_mobile + p.p_vpn + p.p_automation + p.p_flight {
+            Scenario::LegitFlight
+        } else {
+            Scenario::LegitHome
+        };
+        let ua = if kind == Scenario::LegitAutomation {
+            *TOOLS.choose(&mut g.rng).expect("non-empty")
+        } else {
+            *BROWSERS.choose(&mut g.rng).expect("non-empty")
+        };
+        let user = User {
+            id,
+            home: g.rng.gen_range(0..n),
+            kind,
+            ua,
+            egress: *egress_points.choose(&mut g.rng).expect("non-empty"),
+        };
+        user_timeline(&mut g, &user, p);
+    }
+    let mut out = g.out;
+    out.sort_by(|a, b| a.ts_ms.cmp(&b.ts_ms).then(a.token_seq.cmp(&b.token_seq)));
+    out
+}
+
+fn user_timeline(g: &mut Gen<'_>, user: &User, p: &SimParams) {
+    let end = p.start_ms + p.span_ms;
+    let mut t = p.start_ms + g.rng.gen_range(0..p.span_ms / 4);
+    let mut city = user.home;
+    // Flight users fly once, somewhere in the middle of the span.
+    let flight_at = (user.kind == Scenario::LegitFlight)
+        .then(|| p.start_ms + g.rng.gen_range(p.span_ms / 5..p.span_ms / 2));
+    let mut flown = false;
+    while t < end {
+        let life = g.rng.gen_range(p.token_life_ms.0..=p.token_life_ms.1);
+        let token = Token {
+            seq: g.next_token,
+            iat_ms: t,
+            exp_ms: t + life,
+        };
+        g.next_token += 1;
+        let attack = if user.kind != Scenario::LegitAutomation && g.rng.gen_bool(p.attack_share) {
+            Some(
+                *[
+                    Scenario::ReplayForeign,
+                    Scenario::Concurrent,
+                    Scenario::ProxySameCountry,
+                    Scenario::BurstScrape,
+                ]
+                .choose(&mut g.rng)
+                .expect("non-empty"),
+            )
+        } else {
+            None
+        };
+        let scenario = attack.unwrap_or(user.kind);
+        let stolen_at = attack.map(|_| token.iat_ms + g.rng.gen_range(life / 10..life / 2));
+        let legit_label = |attacked: bool| Label {
+            scenario,
+            attacked,
+            attacker: false,
+            stolen_at_ms: stolen_at.unwrap_or(0),
+        };
+
+        // The holder's own requests.
+        let home_ip = address_in(&mut g.rng, g.world.city(city), 0.3);
+        let mut ip = home_ip;
+        let mut on_vpn = user.kind == Scenario::LegitVpn && g.rng.gen_bool(0.7);
+        let vpn_ip = address_in(&mut g.rng, g.world.city(user.egress), 0.0);
+        let mut ts = token.iat_ms;
+        let mut burst = 0u32;
+        // Victims of "replay after theft" tend to stop; concurrent victims go on.
+        let victim_stops = matches!(
+            attack,
+            Some(Scenario::ReplayForeign | Scenario::BurstScrape)
+        ) && g.rng.gen_bool(0.5);
+        while ts < token.exp_ms && ts < end {
+            if victim_stops && stolen_at.is_some_and(|s| ts > s) {
+                break;
+            }
+            if let Some(fa) = flight_at {
+                if !flown && ts >= fa {
+                    flown = true;
+                    let dest = g.world.far_city(&mut g.rng, city, 800.0);
+                    let km = g
+                        .world
+                        .city(city)
+                        .location
+                        .distance_km(&g.world.city(dest).location);
+                    // Airliner block speed ~750 km/h plus an hour on the ground.
+                    let flight_ms = ((km / 750.0) * 3600.0 * 1000.0) as i64 + 3_600_000;
+                    city = dest;
+                    ts += flight_ms;
+                    ip = address_in(&mut g.rng, g.world.city(city), 0.3);
+                    if ts >= token.exp_ms {
+                        break;
+                    }
+                }
+            }
+            match user.kind {
+                Scenario::LegitMobile if g.rng.gen_bool(0.25) => {
+                    // Wi-Fi ↔ cellular: the carrier's egress geolocates to another city of the country.
+                    let same = g
+                        .world
+                        .same_country(g.world.city(city).location.country, city);
+                    ip = match (ip == home_ip, same.choose(&mut g.rng)) {
+                        (true, Some(&c)) => address_in(&mut g.rng, g.world.city(c), 0.5),
+                        _ => home_ip,
+                    };
+                }
+                Scenario::LegitVpn if g.rng.gen_bool(0.03) => on_vpn = !on_vpn,
+                Scenario::LegitHome if g.rng.gen_bool(0.01) => {
+                    ip = address_in(&mut g.rng, g.world.city(city), 0.3)
+                }
+                _ => {}
+            }
+            let at = if user.kind == Scenario::LegitVpn && on_vpn {
+                vpn_ip
+            } else {
+                ip
+            };
+            let label = legit_label(attack.is_some());
+            g.push(&token, user, ts, at, user.ua, label);
+            if user.kind == Scenario::LegitAutomation && burst == 0 && g.rng.gen_bool(0.1) {
+                burst = g.rng.gen_range(10..40);
+            }
+            ts += if burst > 0 {
+                burst -= 1;
+                g.rng.gen_range(100..1500)
+            } else {
+                exp_gap(&mut g.rng, p.mean_gap_ms)
+            };
+        }
+
+        // The attacker's requests.
+        if let (Some(kind), Some(stolen)) = (attack, stolen_at) {
+            let far = g.world.far_city(&mut g.rng, city, 1500.0);
+            let (acity, gap_ms, ua) = match kind {
+                Scenario::ReplayForeign => (
+                    far,
+                    p.mean_gap_ms,
+                    if g.rng.gen_bool(0.6) {
+                        *TOOLS.choose(&mut g.rng).expect("non-empty")
+                    } else {
+                        user.ua
+                    },
+                ),
+                Scenario::Concurrent => (far, p.mean_gap_ms, user.ua),
+                Scenario::ProxySameCountry => {
+                    let same = g
+                        .world
+                        .same_country(g.world.city(city).location.country, city);
+                    (
+                        same.choose(&mut g.rng).copied().unwrap_or(far),
+                        p.mean_gap_ms,
+                        *TOOLS.choose(&mut g.rng).expect("non-empty"),
+                    )
+                }
+                _ => (far, 400.0, *TOOLS.choose(&mut g.rng).expect("non-empty")),
+            };
+            let aip = address_in(&mut g.rng, g.world.city(acity), 0.2);
+            let mut ts = stolen + g.rng.gen_range(p.attack_delay_ms.0..p.attack_delay_ms.1);
+            let stop = token.exp_ms.min(end);
+            let mut n = 0;
+            while ts < stop && n < 400 {
+                let label = Label {
+                    scenario: kind,
+                    attacked: true,
+                    attacker: true,
+                    stolen_at_ms: stolen,
+                };
+                g.push(&token, user, ts, aip, ua, label);
+                ts += exp_gap(&mut g.rng, gap_ms);
+                n += 1;
+            }
+        }
+        t = token.exp_ms + exp_gap(&mut g.rng, 10.0 * 60_000.0);
+    }
+}

@@ -1,0 +1,10 @@
+//! Telemetry: the request record tokenwatch consumes, its validation and the
+//! way tokens are identified without being stored.
+
+mod error;
+mod identity;
+mod record;
+
+pub use error::{JsonError, TelemetryError};
+pub use identity::{keyed_token_id, looks_like_raw_token, token_key, TokenKey};
+pub use record::{Event, MAX_TOKEN_ID_LEN};

@@ -1,0 +1,226 @@
+//! The telemetry record: one gateway request, as tokenwatch reads it off Kafka.
+//!
+//! Parsing borrows from the Kafka message buffer (`Cow<str>` only allocates
+//! when a JSON string carries escapes), so the hot path does not copy fields.
+//! Validation turns the loose wire shape into an [`Event`] whose every field
+//! has been checked once; the rest of the pipeline never re-checks.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use serde::Deserialize;
+
+use super::error::TelemetryError;
+use super::identity::looks_like_raw_token;
+
+/// Longest accepted `token_id`: a jti or a keyed hash is far shorter; anything
+/// longer is most likely a raw token pasted in the wrong field.
+pub const MAX_TOKEN_ID_LEN: usize = 128;
+
+/// A validated request event. Borrows from the record buffer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event<'a> {
+    /// Event time, milliseconds since the Unix epoch.
+    pub ts_ms: i64,
+    pub token_id: Cow<'a, str>,
+    pub sub: Cow<'a, str>,
+    pub ip: IpAddr,
+    pub user_agent: Cow<'a, str>,
+    pub method: Cow<'a, str>,
+    pub path: Cow<'a, str>,
+    pub status: u16,
+    pub tenant: Option<Cow<'a, str>>,
+    pub client_id: Option<Cow<'a, str>>,
+    /// Token expiry and issue time, seconds since the epoch (JWT `exp`/`iat`).
+    pub token_exp: Option<i64>,
+    pub token_iat: Option<i64>,
+    pub bytes: Option<u64>,
+    pub latency_ms: Option<f64>,
+    /// The raw token sealed for the revoker (see `respond::seal`). Never
+    /// opened on the detection path.
+    pub token_handle: Option<Cow<'a, str>>,
+}
+
+/// `ts` arrives either as RFC 3339 text or as epoch milliseconds.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum WireTs<'a> {
+    Millis(i64),
+    Float(f64),
+    #[serde(borrow)]
+    Text(Cow<'a, str>),
+}
+
+/// The wire shape. Unknown fields are ignored on purpose: gateways and
+/// shippers add their own, and dropping a record for an extra field would
+/// lose detections.
+#[derive(Deserialize)]
+struct Wire<'a> {
+    ts: Option<WireTs<'a>>,
+    #[serde(borrow)]
+    token_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    sub: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    ip: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    user_agent: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    method: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    path: Option<Cow<'a, str>>,
+    status: Option<u16>,
+    #[serde(borrow, default)]
+    tenant: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    client_id: Option<Cow<'a, str>>,
+    token_exp: Option<i64>,
+    token_iat: Option<i64>,
+    bytes: Option<u64>,
+    latency_ms: Option<f64>,
+    #[serde(borrow, default)]
+    token_handle: Option<Cow<'a, str>>,
+}
+
+impl<'a> Event<'a> {
+    /// Parses and validates one JSON record.
+    pub fn parse(buf: &'a [u8]) -> Result<Event<'a>, TelemetryError> {
+        let wire: Wire<'a> = serde_json::from_slice(buf).map_err(TelemetryError::from_json)?;
+        wire.validate()
+    }
+}
+
+impl<'a> Wire<'a> {
+    fn validate(self) -> Result<Event<'a>, TelemetryError> {
+        let ts_ms = match self.ts.ok_or(TelemetryError::Missing("ts"))? {
+            WireTs::Millis(ms) => ms,
+            WireTs::Float(ms) if ms.is_finite() => ms as i64,
+            WireTs::Float(ms) => return Err(TelemetryError::Timestamp(ms.to_string())),
+            WireTs::Text(text) => parse_rfc3339_ms(&text)?,
+        };
+        // Before 2001 or after 2100 is a unit mistake (seconds for ms, say).
+        if !(978_307_200_000..=4_102_444_800_000).contains(&ts_ms) {
+            return Err(TelemetryError::Timestamp(ts_ms.to_string()));
+        }
+        let token_id = self.token_id.ok_or(TelemetryError::Missing("token_id"))?;
+        if token_id.is_empty() {
+            return Err(TelemetryError::Empty("token_id"));
+        }
+        if token_id.len() > MAX_TOKEN_ID_LEN || looks_like_raw_token(&token_id) {
+            // Never echo the value: it may be a live credential.
+            return Err(TelemetryError::RawTokenInTokenId {
+                len: token_id.len(),
+            });
+        }
+        let sub = self.sub.ok_or(TelemetryError::Missing("sub"))?;
+        let ip_text = self.ip.ok_or(TelemetryError::Missing("ip"))?;
+        let ip = parse_ip(&ip_text)?;
+        Ok(Event {
+            ts_ms,
+            token_id,
+            sub,
+            ip,
+            user_agent: self.user_agent.unwrap_or(Cow::Borrowed("")),
+            method: self.method.ok_or(TelemetryError::Missing("method"))?,
+            path: self.path.ok_or(TelemetryError::Missing("path"))?,
+            status: self.status.ok_or(TelemetryError::Missing("status"))?,
+            tenant: self.tenant,
+            client_id: self.client_id,
+            token_exp: self.token_exp,
+            token_iat: self.token_iat,
+            bytes: self.bytes,
+            latency_ms: self.latency_ms.filter(|v| v.is_finite()),
+            token_handle: self.token_handle.filter(|h| !h.is_empty()),
+        })
+    }
+}
+
+/// Accepts a bare address, and the `[v6]:port` / `v4:port` forms that some
+/// gateways log for the remote address.
+fn parse_ip(text: &str) -> Result<IpAddr, TelemetryError> {
+    if let Ok(ip) = text.parse::<IpAddr>() {
+        return Ok(ip);
+    }
+    if let Ok(sock) = text.parse::<std::net::SocketAddr>() {
+        return Ok(sock.ip());
+    }
+    Err(TelemetryError::Ip(text.chars().take(64).collect()))
+}
+
+fn parse_rfc3339_ms(text: &str) -> Result<i64, TelemetryError> {
+    let parsed = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| TelemetryError::Timestamp(text.chars().take(40).collect()))?;
+    Ok((parsed.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"ts":"2026-11-23T10:00:00.250Z","token_id":"jti-123","sub":"alice",
+        "ip":"81.2.69.142","user_agent":"Mozilla/5.0","method":"GET","path":"/v1/orders",
+        "status":200,"extra_field":{"ignored":true}}"#;
+
+    #[test]
+    fn parses_rfc3339_and_ignores_unknown_fields() {
+        let e = Event::parse(GOOD.as_bytes()).expect("valid record");
+        assert_eq!(e.ts_ms, 1_795_428_000_250);
+        assert_eq!(e.token_id, "jti-123");
+        assert_eq!(e.ip, "81.2.69.142".parse::<IpAddr>().unwrap());
+        assert!(
+            matches!(e.token_id, Cow::Borrowed(_)),
+            "no copy for plain strings"
+        );
+    }
+
+    #[test]
+    fn epoch_millis_and_ipv6_with_port() {
+        let rec = r#"{"ts":1795428000250,"token_id":"t","sub":"s","ip":"[2001:db8::1]:443",
+            "method":"POST","path":"/","status":201}"#;
+        let e = Event::parse(rec.as_bytes()).unwrap();
+        assert_eq!(e.ts_ms, 1_795_428_000_250);
+        assert_eq!(e.ip, "2001:db8::1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn each_missing_required_field_is_named() {
+        for field in ["ts", "token_id", "sub", "ip", "method", "path", "status"] {
+            let mut v: serde_json::Value = serde_json::from_str(GOOD).unwrap();
+            v.as_object_mut().unwrap().remove(field);
+            let err = Event::parse(v.to_string().as_bytes()).unwrap_err();
+            assert_eq!(err, TelemetryError::Missing(field), "field {field}");
+        }
+    }
+
+    #[test]
+    fn bad_values_are_typed_errors() {
+        let bad_ip = GOOD.replace("81.2.69.142", "not-an-ip");
+        assert!(matches!(
+            Event::parse(bad_ip.as_bytes()),
+            Err(TelemetryError::Ip(_))
+        ));
+        let bad_ts = GOOD.replace("2026-11-23T10:00:00.250Z", "yesterday");
+        assert!(matches!(
+            Event::parse(bad_ts.as_bytes()),
+            Err(TelemetryError::Timestamp(_))
+        ));
+        let seconds = GOOD.replace("\"2026-11-23T10:00:00.250Z\"", "1795428000");
+        assert!(matches!(
+            Event::parse(seconds.as_bytes()),
+            Err(TelemetryError::Timestamp(_))
+        ));
+        assert!(matches!(
+            Event::parse(b"{not json"),
+            Err(TelemetryError::Json(_))
+        ));
+    }
+
+    #[test]
+    fn a_raw_jwt_in_token_id_is_refused_without_echoing_it() {
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl";
+        let rec = GOOD.replace("jti-123", jwt);
+        let err = Event::parse(rec.as_bytes()).unwrap_err();
+        assert!(matches!(err, TelemetryError::RawTokenInTokenId { .. }));
+        assert!(!err.to_string().contains("eyJ"));
+    }
+}
