@@ -114,6 +114,11 @@ enum GeoCommand {
         #[arg(long, default_value_t = 300)]
         cities: usize,
     },
+    /// List the cities of a database with a sample network each.
+    Cities {
+        #[arg(long, num_args = 1.., default_value = "data/geo/demo-city.mmdb")]
+        city_db: Vec<PathBuf>,
+    },
     /// Look an address up in the configured databases.
     Lookup {
         ip: std::net::IpAddr,
@@ -320,6 +325,24 @@ async fn main() -> Result<()> {
             let geo = GeoHandle::open(city_db, asn_db)?;
             let db = &geo.load().db;
             println!("{:?}\n{:?}", db.lookup(ip), db.place(ip));
+        }
+        Command::Geo {
+            command: GeoCommand::Cities { city_db },
+        } => {
+            let geo = GeoHandle::open(city_db, None)?;
+            let db = &geo.load().db;
+            for c in World::from_geo(db).cities {
+                let net = c.v4[0];
+                let place = db.place(net.network()).unwrap_or_default();
+                let v6 = c.v6.first().map(|n| n.to_string()).unwrap_or_default();
+                println!(
+                    "{}\t{}\t{:.2},{:.2}\t{net}\t{v6}",
+                    place.country,
+                    place.city.unwrap_or_default(),
+                    c.location.lat,
+                    c.location.lon
+                );
+            }
         }
     }
     Ok(())

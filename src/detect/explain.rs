@@ -132,6 +132,7 @@ pub fn explain(v: &Verdict, ip: IpAddr, geo: &GeoDb) -> Explanation {
             "distinct_ips" => format!("~{x:.0} distinct IPs"),
             "burst_ratio" => format!("burst ×{x:.1} over its own rate"),
             "rate_vs_population" => format!("rate ×{x:.1} the population's for this route"),
+            "shared_egress" => "shared egress network (VPN or proxy)".into(),
             other => format!("{other} = {x}"),
         };
         if !parts.contains(&text) {

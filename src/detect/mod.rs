@@ -154,7 +154,9 @@ impl Detector {
         let model = self.model.load();
         let score = model.score(&features);
         let a = &model.artifact;
-        let action = if score.score >= a.revoke_threshold {
+        // A fired rule admits no innocent reading: it revokes whatever
+        // threshold the model was calibrated to.
+        let action = if score.rule.is_some() || score.score >= a.revoke_threshold {
             Action::Revoke
         } else if score.score >= a.alert_threshold {
             Action::Alert

@@ -7,15 +7,15 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use super::state::{Sighting, TokenState};
+use super::state::{Sighting, Sketch64, TokenState};
 use crate::geo::{Location, Lookup};
 use crate::telemetry::Event;
 
 /// Bumped whenever a feature's definition or order changes: a model trained
 /// on another schema is refused at load.
-pub const FEATURE_SCHEMA_VERSION: u32 = 1;
+pub const FEATURE_SCHEMA_VERSION: u32 = 2;
 
-pub const N_FEATURES: usize = 16;
+pub const N_FEATURES: usize = 17;
 
 /// Feature names, in vector order.
 pub const FEATURE_NAMES: [&str; N_FEATURES] = [
@@ -35,6 +35,7 @@ pub const FEATURE_NAMES: [&str; N_FEATURES] = [
     "distinct_ips",
     "burst_ratio",
     "rate_vs_population",
+    "shared_egress",
 ];
 
 pub mod idx {
@@ -54,6 +55,7 @@ pub mod idx {
     pub const DISTINCT_IPS: usize = 13;
     pub const BURST: usize = 14;
     pub const RATE_VS_POP: usize = 15;
+    pub const SHARED_EGRESS: usize = 16;
 }
 
 /// Speeds are capped here: beyond any aircraft, and keeps 1-second deltas
@@ -111,10 +113,14 @@ impl Features {
 }
 
 /// Population baselines, shared by every token an instance holds: the
-/// typical short-window rate per route class.
-#[derive(Clone, Debug)]
+/// typical short-window rate per route class, and which network prefixes are
+/// shared egress (VPN concentrators, corporate proxies, carrier NAT) because
+/// many different subjects come from them.
 pub struct Population {
     rate: [f32; ROUTE_CLASSES],
+    /// Prefix hash → distinct subjects seen behind it. Bounded: the coldest
+    /// prefixes are forgotten first.
+    egress: lru::LruCache<u64, Sketch64>,
 }
 
 const ROUTE_CLASSES: usize = 64;
@@ -122,11 +128,18 @@ const ROUTE_CLASSES: usize = 64;
 const POP_ALPHA: f32 = 1.0 / 4096.0;
 /// Prior for the population rate (requests/min) before it has been learned.
 const POP_PRIOR: f32 = 2.0;
+/// Prefixes remembered for shared-egress learning.
+const EGRESS_PREFIXES: usize = 262_144;
+/// Distinct subjects behind one prefix that make it shared egress.
+pub const SHARED_EGRESS_SUBJECTS: f32 = 4.0;
 
 impl Default for Population {
     fn default() -> Self {
         Population {
             rate: [POP_PRIOR; ROUTE_CLASSES],
+            egress: lru::LruCache::new(
+                std::num::NonZeroUsize::new(EGRESS_PREFIXES).expect("non-zero"),
+            ),
         }
     }
 }
@@ -137,6 +150,20 @@ impl Population {
         let ratio = rate / mean.max(0.1);
         *mean += POP_ALPHA * (rate - *mean);
         ratio
+    }
+
+    /// Records `subject` behind `prefix`; returns the distinct-subject estimate.
+    fn observe_egress(&mut self, prefix: u64, subject: u64) -> f32 {
+        let sketch = self.egress.get_or_insert_mut(prefix, Sketch64::default);
+        sketch.insert(subject);
+        sketch.estimate()
+    }
+
+    /// Distinct subjects seen behind `ip`'s prefix.
+    pub fn egress_subjects(&self, ip: IpAddr) -> f32 {
+        self.egress
+            .peek(&prefix_hash(ip))
+            .map_or(0.0, Sketch64::estimate)
     }
 }
 
@@ -247,6 +274,16 @@ pub fn observe(
             f32::from(u8::from(new_ua && is_non_browser(&event.user_agent)));
     }
 
+    // --- shared egress -------------------------------------------------------
+    let prefix = prefix_hash(event.ip);
+    let here_subjects =
+        population.observe_egress(prefix, xxhash_rust::xxh3::xxh3_64(event.sub.as_bytes()));
+    let prev_subjects = state
+        .last_seen
+        .map_or(0.0, |s| population.egress_subjects(s.ip));
+    let shared = here_subjects.max(prev_subjects) >= SHARED_EGRESS_SUBJECTS;
+    v[idx::SHARED_EGRESS] = f32::from(u8::from(shared));
+
     // --- geography -----------------------------------------------------------
     let mut from = None;
     let mut dt_s = 0.0f32;
@@ -278,7 +315,9 @@ pub fn observe(
             v[idx::ASN_CHANGE] = f32::from(u8::from(
                 loc.asn != 0 && prev.location.asn != 0 && loc.asn != prev.location.asn,
             ));
-            let impossible = speed > params.plausible_speed_kmh && km >= params.far_km;
+            // Moving onto or off shared egress (VPN on/off, corporate proxy)
+            // changes the apparent place, not the holder's.
+            let impossible = !shared && speed > params.plausible_speed_kmh && km >= params.far_km;
             v[idx::IMPOSSIBLE] = f32::from(u8::from(impossible));
             state.max_velocity_kmh = state.max_velocity_kmh.max(speed as f32);
             from = Some(prev);
@@ -286,7 +325,7 @@ pub fn observe(
 
             // Flips: back at the other place within the window, far from here.
             state.flips = decayed(state.flips, dt, FLIP_HALF_LIFE_S / std::f64::consts::LN_2);
-            if km >= params.far_km {
+            if km >= params.far_km && !shared {
                 if let Some(other) = state.other_place {
                     let back = other.location.min_plausible_km(&loc) < params.far_km
                         && ((now - other.at_ms).abs() as f64 / 1000.0) <= params.flip_window_s;

@@ -7,7 +7,7 @@ mod store;
 
 pub use extract::{
     idx, is_non_browser, observe, ua_family, FeatureParams, Features, Population, FEATURE_NAMES,
-    FEATURE_SCHEMA_VERSION, MAX_SPEED_KMH, N_FEATURES,
+    FEATURE_SCHEMA_VERSION, MAX_SPEED_KMH, N_FEATURES, SHARED_EGRESS_SUBJECTS,
 };
 pub use state::{Sighting, Sketch64, SmallSet, TokenState, SET_CAP};
 pub use store::TokenStore;

@@ -136,8 +136,8 @@ struct User {
     home: usize,
     kind: Scenario,
     ua: &'static str,
-    /// Shared VPN egress city, for VPN users.
-    egress: usize,
+    /// Shared VPN egress addresses, for VPN users.
+    egress: [std::net::IpAddr; 2],
 }
 
 fn exp_gap(rng: &mut Pcg64Mcg, mean: f64) -> i64 {
@@ -200,7 +200,16 @@ pub fn generate(world: &World, p: &SimParams) -> Vec<SimEvent> {
     };
     let n = world.cities.len();
     // A handful of corporate VPN egress points, shared by all VPN users.
-    let egress_points: Vec<usize> = (0..4).map(|_| g.rng.gen_range(0..n)).collect();
+    // Concentrators egress through a few fixed addresses each.
+    let egress_points: Vec<[std::net::IpAddr; 2]> = (0..4)
+        .map(|_| {
+            let c = g.rng.gen_range(0..n);
+            [
+                address_in(&mut g.rng, g.world.city(c), 0.0),
+                address_in(&mut g.rng, g.world.city(c), 0.0),
+            ]
+        })
+        .collect();
     for id in 0..p.users {
         let r: f64 = g.rng.gen();
         let kind = if r < p.p_mobile {
@@ -276,7 +285,7 @@ fn user_timeline(g: &mut Gen<'_>, user: &User, p: &SimParams) {
         let home_ip = address_in(&mut g.rng, g.world.city(city), 0.3);
         let mut ip = home_ip;
         let mut on_vpn = user.kind == Scenario::LegitVpn && g.rng.gen_bool(0.7);
-        let vpn_ip = address_in(&mut g.rng, g.world.city(user.egress), 0.0);
+        let vpn_ip = user.egress[g.rng.gen_range(0..2)];
         let mut ts = token.iat_ms;
         let mut burst = 0u32;
         // Victims of "replay after theft" tend to stop; concurrent victims go on.

@@ -1,0 +1,54 @@
+//! Shared fixtures: the committed demo geo database and model, telemetry
+//! builders, and an in-process Kafka cluster (librdkafka's mock cluster).
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokenwatch::detect::{Detector, DetectorParams, ModelHandle};
+use tokenwatch::geo::GeoHandle;
+use tokenwatch::model::{Model, ModelArtifact};
+
+pub fn repo(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+pub fn geo() -> Arc<GeoHandle> {
+    GeoHandle::open(
+        vec![repo("data/geo/demo-city.mmdb")],
+        Some(repo("data/geo/demo-asn.mmdb")),
+    )
+    .expect("demo geo databases load")
+}
+
+pub fn model() -> ModelHandle {
+    let a = ModelArtifact::load(&repo("models/default.json")).expect("default model loads");
+    Arc::new(ArcSwap::from_pointee(Model::new(a)))
+}
+
+pub fn detector() -> Detector {
+    Detector::new(geo(), model(), DetectorParams::default())
+}
+
+/// Addresses the demo database places in known cities (DB-IP Lite).
+pub const PARIS: &str = "1.178.90.17";
+pub const PARIS_V6: &str = "2001:460:8df0::17";
+pub const LYON: &str = "2.3.0.17";
+pub const MARSEILLE: &str = "2.16.87.17";
+pub const SINGAPORE: &str = "1.32.200.17";
+pub const SYDNEY: &str = "1.1.1.17";
+pub const NEW_YORK: &str = "2.21.116.17";
+
+pub const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
+
+/// A telemetry record as JSON bytes. `t_s` is seconds after a fixed origin.
+pub fn record(token: &str, t_s: f64, ip: &str, ua: &str) -> Vec<u8> {
+    let ts = 1_795_428_000_000i64 + (t_s * 1000.0) as i64;
+    serde_json::to_vec(&serde_json::json!({
+        "ts": ts, "token_id": token, "sub": "alice", "ip": ip, "user_agent": ua,
+        "method": "GET", "path": "/v1/orders", "status": 200,
+        "token_iat": 1_795_428_000i64 - 60, "token_exp": 1_795_428_000i64 + 3600,
+    }))
+    .expect("json")
+}

@@ -1,0 +1,109 @@
+//! The pure core on real geolocation data: attacks are flagged at once, and
+//! the legitimate patterns users complain about elsewhere are not.
+
+mod common;
+
+use common::*;
+use tokenwatch::detect::{Action, Detector};
+use tokenwatch::telemetry::Event;
+
+fn observe(
+    d: &mut Detector,
+    token: &str,
+    t_s: f64,
+    ip: &str,
+    ua: &str,
+) -> tokenwatch::detect::Verdict {
+    let buf = record(token, t_s, ip, ua);
+    d.observe(&Event::parse(&buf).expect("valid record"))
+}
+
+#[test]
+fn impossible_travel_is_flagged_within_one_request() {
+    let mut d = detector();
+    for i in 0..5 {
+        let v = observe(&mut d, "t1", f64::from(i) * 30.0, PARIS, BROWSER);
+        assert_eq!(v.action, Action::None, "request {i} from home");
+    }
+    // 38 minutes later from Singapore: ~10,700 km.
+    let v = observe(
+        &mut d,
+        "t1",
+        150.0 + 38.0 * 60.0,
+        SINGAPORE,
+        "python-requests/2.32.3",
+    );
+    assert_eq!(v.action, Action::Revoke, "{v:?}");
+    assert!(v.escalated);
+    assert_eq!(
+        v.score.rule,
+        Some(tokenwatch::model::Rule::ImpossibleTravel)
+    );
+    let geo = d.geo().load();
+    let e = tokenwatch::detect::explain(&v, SINGAPORE.parse().unwrap(), &geo.db);
+    assert!(
+        e.text.contains("Paris, FR → Singapore, SG in 38 min"),
+        "{}",
+        e.text
+    );
+}
+
+#[test]
+fn a_token_is_escalated_once_however_often_it_scores_high() {
+    let mut d = detector();
+    observe(&mut d, "t2", 0.0, PARIS, BROWSER);
+    let first = observe(&mut d, "t2", 60.0, SYDNEY, BROWSER);
+    assert!(
+        first.escalated && first.action == Action::Revoke,
+        "{first:?}"
+    );
+    let again = observe(&mut d, "t2", 120.0, PARIS, BROWSER);
+    assert!(!again.escalated, "no second decision for the same token");
+}
+
+#[test]
+fn ipv4_ipv6_switch_in_one_city_is_not_travel() {
+    let mut d = detector();
+    for i in 0..20 {
+        let ip = if i % 2 == 0 { PARIS } else { PARIS_V6 };
+        let v = observe(&mut d, "t3", f64::from(i) * 20.0, ip, BROWSER);
+        assert_eq!(v.action, Action::None, "request {i}: {v:?}");
+    }
+}
+
+#[test]
+fn wifi_cellular_flips_within_a_country_are_not_theft() {
+    // A phone in Lyon whose carrier egress geolocates to Marseille (~280 km).
+    let mut d = detector();
+    for i in 0..30 {
+        let ip = if i % 3 == 0 { MARSEILLE } else { LYON };
+        let v = observe(&mut d, "t4", f64::from(i) * 15.0, ip, BROWSER);
+        assert_ne!(v.action, Action::Revoke, "request {i}: {v:?}");
+    }
+}
+
+#[test]
+fn a_real_flight_is_not_impossible_travel() {
+    // Paris → New York (~5,840 km) in 8 h 30 min gate to gate: ~690 km/h.
+    let mut d = detector();
+    observe(&mut d, "t5", 0.0, PARIS, BROWSER);
+    let v = observe(&mut d, "t5", 8.5 * 3600.0, NEW_YORK, BROWSER);
+    assert!(v.score.rule.is_none(), "{v:?}");
+    assert!(v.features.values[0] < 1000.0);
+}
+
+#[test]
+fn unlocated_and_out_of_order_events_produce_finite_features() {
+    let mut d = detector();
+    observe(&mut d, "t6", 10.0, PARIS, BROWSER);
+    for (t, ip) in [
+        (9.0, "10.1.2.3"),
+        (10.0, "100.64.1.1"),
+        (8.0, LYON),
+        (10.0, PARIS),
+    ] {
+        let v = observe(&mut d, "t6", t, ip, BROWSER);
+        assert!(v.features.values.iter().all(|x| x.is_finite()), "{v:?}");
+        assert!(v.score.score.is_finite());
+    }
+}

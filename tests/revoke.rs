@@ -1,0 +1,253 @@
+//! The revoker against real HTTP servers on loopback: a token is revoked
+//! only through its sealed value, and a call that cannot revoke is never
+//! counted as success.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::Router;
+use tokenwatch::demo::AuthServer;
+use tokenwatch::detect::Action;
+use tokenwatch::respond::{
+    ClientAuth, Decision, Mode, Outcome, Revoker, Rfc7009Client, Rfc7009Params, Sealer,
+};
+use tokio_util::sync::CancellationToken;
+
+fn params(url: String, id: &str, secret: &str, auth: ClientAuth) -> Rfc7009Params {
+    Rfc7009Params {
+        url,
+        client_id: id.into(),
+        client_secret: secret.into(),
+        auth,
+        timeout: Duration::from_secs(2),
+        max_retries: 4,
+        min_backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_millis(50),
+    }
+}
+
+fn decision(token_id: &str, handle: Option<String>) -> Decision {
+    Decision {
+        decision_id: Decision::decision_id(token_id, Action::Revoke),
+        token_id: token_id.into(),
+        sub: "alice".into(),
+        tenant: None,
+        client_id: None,
+        action: Action::Revoke,
+        score: 0.99,
+        model_version: "test".into(),
+        explanation: "test".into(),
+        rule: None,
+        event_ts_ms: 0,
+        decided_at_ms: 0,
+        token_handle: handle,
+        token_exp: None,
+    }
+}
+
+fn sealer() -> Sealer {
+    let key = Sealer::generate_key();
+    Sealer::new([("k1", key.as_str())]).unwrap()
+}
+
+#[tokio::test]
+async fn a_sealed_handle_really_revokes_the_token_at_the_authorization_server() {
+    let stop = CancellationToken::new();
+    let auth = AuthServer::start(stop.clone()).await.unwrap();
+    let raw = auth.issue("alice");
+    let s = sealer();
+    let handle = s.seal("tok-1", &raw);
+    for method in [ClientAuth::ClientSecretBasic, ClientAuth::ClientSecretPost] {
+        let raw = auth.issue("alice");
+        let handle = s.seal("tok-m", &raw);
+        let client = Rfc7009Client::new(params(
+            auth.revocation_url(),
+            &auth.client_id,
+            &auth.client_secret,
+            method,
+        ))
+        .unwrap();
+        let mut r = Revoker::new(Mode::Revoke, Some(s.clone()), Some(client));
+        let settled = r.settle(decision("tok-m", Some(handle))).await;
+        assert_eq!(
+            settled.outcome,
+            Outcome::Revoked { attempts: 1 },
+            "{method:?}"
+        );
+        assert!(
+            !auth.is_active(&raw),
+            "{method:?}: the token is really gone"
+        );
+    }
+    let client = Rfc7009Client::new(params(
+        auth.revocation_url(),
+        &auth.client_id,
+        &auth.client_secret,
+        ClientAuth::ClientSecretBasic,
+    ))
+    .unwrap();
+    let mut r = Revoker::new(Mode::Revoke, Some(s), Some(client));
+    assert!(auth.is_active(&raw));
+    r.settle(decision("tok-1", Some(handle.clone()))).await;
+    assert!(!auth.is_active(&raw));
+    // A replayed decision is recognised and not acted on twice.
+    assert_eq!(
+        r.settle(decision("tok-1", Some(handle))).await.outcome,
+        Outcome::Duplicate
+    );
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn without_a_handle_nothing_is_posted_and_nothing_counts_as_revoked() {
+    let stop = CancellationToken::new();
+    let auth = AuthServer::start(stop.clone()).await.unwrap();
+    let client = Rfc7009Client::new(params(
+        auth.revocation_url(),
+        &auth.client_id,
+        &auth.client_secret,
+        ClientAuth::ClientSecretBasic,
+    ))
+    .unwrap();
+    let mut r = Revoker::new(Mode::Revoke, Some(sealer()), Some(client));
+    let out = r.settle(decision("tok-2", None)).await.outcome;
+    assert!(matches!(out, Outcome::Unrevocable { .. }), "{out:?}");
+    assert_eq!(out.label(), "unrevocable");
+    assert_eq!(
+        auth.revocation_requests(),
+        0,
+        "the token id was never posted as if it were the token"
+    );
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn a_handle_sealed_for_another_token_or_key_does_not_open() {
+    let stop = CancellationToken::new();
+    let auth = AuthServer::start(stop.clone()).await.unwrap();
+    let raw = auth.issue("alice");
+    let handle = sealer().seal("tok-3", &raw); // another key
+    let client = Rfc7009Client::new(params(
+        auth.revocation_url(),
+        &auth.client_id,
+        &auth.client_secret,
+        ClientAuth::ClientSecretBasic,
+    ))
+    .unwrap();
+    let mut r = Revoker::new(Mode::Revoke, Some(sealer()), Some(client));
+    let out = r.settle(decision("tok-3", Some(handle))).await.outcome;
+    assert_eq!(out.label(), "bad_handle");
+    assert!(auth.is_active(&raw));
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn shadow_mode_never_calls_the_authorization_server() {
+    let stop = CancellationToken::new();
+    let auth = AuthServer::start(stop.clone()).await.unwrap();
+    let raw = auth.issue("alice");
+    let s = sealer();
+    let handle = s.seal("tok-4", &raw);
+    let client = Rfc7009Client::new(params(
+        auth.revocation_url(),
+        &auth.client_id,
+        &auth.client_secret,
+        ClientAuth::ClientSecretBasic,
+    ))
+    .unwrap();
+    let mut r = Revoker::new(Mode::Shadow, Some(s), Some(client));
+    let out = r.settle(decision("tok-4", Some(handle))).await.outcome;
+    assert_eq!(out, Outcome::NotActed { mode: "shadow" });
+    assert!(auth.is_active(&raw) && auth.revocation_requests() == 0);
+    stop.cancel();
+}
+
+/// A server that answers each call with the next status of `script`.
+async fn scripted(script: Vec<u16>) -> (String, Arc<AtomicU32>) {
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    let app = Router::new().route(
+        "/revoke",
+        post(move || {
+            let c = c.clone();
+            let script = script.clone();
+            async move {
+                let n = c.fetch_add(1, Ordering::SeqCst) as usize;
+                StatusCode::from_u16(*script.get(n).unwrap_or(&200)).unwrap()
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/revoke", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (url, calls)
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_and_client_errors_are_permanent() {
+    let s = sealer();
+    let (url, calls) = scripted(vec![503, 503, 429, 200]).await;
+    let mut r = Revoker::new(
+        Mode::Revoke,
+        Some(s.clone()),
+        Some(Rfc7009Client::new(params(url, "tw", "x", ClientAuth::ClientSecretBasic)).unwrap()),
+    );
+    let out = r
+        .settle(decision("tok-5", Some(s.seal("tok-5", "v"))))
+        .await
+        .outcome;
+    assert_eq!(out, Outcome::Revoked { attempts: 4 });
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+
+    let (url, calls) = scripted(vec![400]).await;
+    let mut r = Revoker::new(
+        Mode::Revoke,
+        Some(s.clone()),
+        Some(Rfc7009Client::new(params(url, "tw", "x", ClientAuth::ClientSecretBasic)).unwrap()),
+    );
+    let out = r
+        .settle(decision("tok-6", Some(s.seal("tok-6", "v"))))
+        .await
+        .outcome;
+    assert_eq!(out.label(), "rejected", "{out:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "a 400 is not retried");
+
+    let (url, calls) = scripted(vec![503; 10]).await;
+    let mut r = Revoker::new(
+        Mode::Revoke,
+        Some(s.clone()),
+        Some(Rfc7009Client::new(params(url, "tw", "x", ClientAuth::ClientSecretBasic)).unwrap()),
+    );
+    let out = r
+        .settle(decision("tok-7", Some(s.seal("tok-7", "v"))))
+        .await
+        .outcome;
+    assert_eq!(out.label(), "gave_up", "{out:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 5, "one call and four retries");
+}
+
+#[tokio::test]
+async fn wrong_client_credentials_are_a_permanent_failure() {
+    let stop = CancellationToken::new();
+    let auth = AuthServer::start(stop.clone()).await.unwrap();
+    let raw = auth.issue("alice");
+    let s = sealer();
+    let client = Rfc7009Client::new(params(
+        auth.revocation_url(),
+        &auth.client_id,
+        "wrong",
+        ClientAuth::ClientSecretBasic,
+    ))
+    .unwrap();
+    let mut r = Revoker::new(Mode::Revoke, Some(s.clone()), Some(client));
+    let out = r
+        .settle(decision("tok-8", Some(s.seal("tok-8", &raw))))
+        .await
+        .outcome;
+    assert_eq!(out.label(), "rejected");
+    assert!(auth.is_active(&raw));
+    stop.cancel();
+}
