@@ -35,7 +35,7 @@ fn invalid(key: &'static str, why: impl Into<String>) -> ConfigError {
 // ---------------------------------------------------------------------------
 // The file as written.
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawConfig {
     pub kafka: RawKafka,
@@ -176,19 +176,6 @@ impl Default for RawHttp {
     fn default() -> Self {
         RawHttp {
             listen: "127.0.0.1:9464".into(),
-        }
-    }
-}
-
-impl Default for RawConfig {
-    fn default() -> Self {
-        RawConfig {
-            kafka: RawKafka::default(),
-            geo: RawGeo::default(),
-            detect: RawDetect::default(),
-            model: RawModel::default(),
-            respond: RawRespond::default(),
-            http: RawHttp::default(),
         }
     }
 }

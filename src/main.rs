@@ -165,9 +165,23 @@ fn shutdown_on_signal() -> CancellationToken {
     token
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime starts");
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // The chain names the key, file or record; a backtrace would bury it.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
     // The demo prints its own story; its logs would drown it.
     let default_filter = if matches!(cli.command, Command::Demo(_)) {
         "warn"

@@ -71,7 +71,7 @@ impl Metrics {
         let r = Registry::new();
         let latency = prometheus::exponential_buckets(0.000_01, 4.0, 12).expect("valid buckets");
         let wall = prometheus::exponential_buckets(0.001, 2.0, 16).expect("valid buckets");
-        let m = Metrics {
+        Metrics {
             events_consumed: counter(&r, "tokenwatch_events_consumed_total", "Telemetry records consumed and scored."),
             events_rejected: counter_vec(
                 &r,
@@ -176,8 +176,7 @@ impl Metrics {
             policy_mode: gauge_vec(&r, "tokenwatch_policy_mode", "Response mode in force (value 1).", &["mode"]),
             last_stats: std::sync::Mutex::new(DetectorStats::default()),
             registry: r,
-        };
-        m
+        }
     }
 
     /// Folds the detector's own counters into the exported ones.

@@ -12,7 +12,7 @@ mod authserver;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -85,8 +85,10 @@ struct TokenInfo {
     raw: String,
     scenario: Scenario,
     sub: String,
-    first_attack: Option<Instant>,
 }
+
+/// When each stolen token's first attacker request was published, ms.
+type FirstAttack = Arc<std::sync::Mutex<HashMap<String, i64>>>;
 
 pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<DemoSummary, DemoError> {
     let cluster = MockCluster::new(1)?;
@@ -156,7 +158,6 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<DemoSumm
                     raw,
                     scenario: e.label.scenario,
                     sub,
-                    first_attack: None,
                 },
             );
             (id, handle)
@@ -197,55 +198,85 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<DemoSumm
         ..Default::default()
     };
 
-    let publish_start = Instant::now();
-    let mut i = 0;
-    let deadline = tokio::time::Instant::now() + args.duration + Duration::from_secs(10);
-    loop {
-        // Publish whatever is due, then print what has been settled.
-        while i < events.len() && events[i].ts_ms <= now_ms() {
-            let e = &events[i];
-            let (id, handle) = &tokens[&e.token_seq];
-            if e.label.attacker {
-                if let Some(t) = info.get_mut(id) {
-                    t.first_attack.get_or_insert_with(Instant::now);
+    // The gateway side: publish each request when it is due, without waiting
+    // for delivery, as a gateway's log shipper would.
+    let first_attack: FirstAttack = Arc::default();
+    let publisher = {
+        let first_attack = first_attack.clone();
+        let stop = shutdown.clone();
+        let records: Vec<(i64, bool, String, Vec<u8>)> = events
+            .iter()
+            .map(|e| {
+                let (id, handle) = &tokens[&e.token_seq];
+                let payload = serde_json::to_vec(&e.to_wire(id, Some(handle), false))
+                    .expect("record serialises");
+                (e.ts_ms, e.label.attacker, id.clone(), payload)
+            })
+            .collect();
+        tokio::spawn(async move {
+            for (ts, attacker, id, payload) in records {
+                let wait = ts - now_ms();
+                if wait > 0 {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
+                    }
+                }
+                if attacker {
+                    first_attack
+                        .lock()
+                        .expect("demo lock")
+                        .entry(id.clone())
+                        .or_insert_with(now_ms);
+                }
+                let mut record = FutureRecord::to(&topic)
+                    .key(id.as_bytes())
+                    .payload(&payload);
+                // A full local queue is the only reason to wait here.
+                loop {
+                    match producer.send_result(record) {
+                        Ok(_delivery) => break,
+                        Err((e, r)) => {
+                            tracing::debug!(error = %e, "demo producer queue full");
+                            record = r;
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                    }
                 }
             }
-            let payload =
-                serde_json::to_vec(&e.to_wire(id, Some(handle), false)).expect("record serialises");
-            let record = FutureRecord::to(&topic)
-                .key(id.as_bytes())
-                .payload(&payload);
-            if let Err((err, _)) = producer.send(record, Duration::from_secs(5)).await {
-                tracing::warn!(error = %err, "demo producer");
+            let _ = rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10));
+        })
+    };
+
+    let drain_until = tokio::time::Instant::now() + args.duration + Duration::from_secs(8);
+    let mut publisher = publisher;
+    let mut published = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = &mut publisher, if !published => {
+                published = true;
+                let _ = r;
             }
-            i += 1;
+            s = settled_rx.recv() => match s {
+                Some(s) => report(&s, &info, &first_attack, &auth, &mut summary),
+                None => break,
+            },
+            _ = tokio::time::sleep_until(drain_until) => break,
         }
-        while let Ok(s) = settled_rx.try_recv() {
-            report(&s, &info, &auth, &mut summary);
-        }
-        let done_publishing = i >= events.len();
-        if shutdown.is_cancelled() || (done_publishing && tokio::time::Instant::now() >= deadline) {
-            break;
-        }
-        if done_publishing && publish_start.elapsed() > args.duration + Duration::from_secs(4) {
-            // Give the pipeline a moment to drain the tail, then stop.
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            while let Ok(s) = settled_rx.try_recv() {
-                report(&s, &info, &auth, &mut summary);
-            }
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     stop_all.cancel();
     let _ = service.await;
     while let Ok(s) = settled_rx.try_recv() {
-        report(&s, &info, &auth, &mut summary);
+        report(&s, &info, &first_attack, &auth, &mut summary);
     }
     summary.revocations_confirmed = auth.revocations();
     print_summary(&summary, &metrics);
     // Clients first, so none of them reports the cluster going away.
-    drop(producer);
+    if !published {
+        publisher.abort();
+        let _ = publisher.await;
+    }
     drop(cluster);
     Ok(summary)
 }
@@ -259,6 +290,7 @@ fn now_ms() -> i64 {
 fn report(
     s: &Settled,
     info: &HashMap<String, TokenInfo>,
+    first_attack: &FirstAttack,
     auth: &AuthServer,
     summary: &mut DemoSummary,
 ) {
@@ -274,7 +306,11 @@ fn report(
     let outcome = match &s.outcome {
         Outcome::Revoked { .. } => {
             let active = auth.is_active(&t.raw);
-            let since = t.first_attack.map(|a| a.elapsed().as_millis() as u64);
+            let since = first_attack
+                .lock()
+                .expect("demo lock")
+                .get(&d.token_id)
+                .map(|at| (s.settled_at_ms - at).max(0) as u64);
             if t.scenario.is_attack() && !active {
                 summary.revoked_attacks += 1;
                 if let Some(ms) = since {
@@ -313,7 +349,7 @@ fn print_summary(s: &DemoSummary, metrics: &Metrics) {
         s.tokens, s.attacked_tokens
     );
     println!(
-        "stolen tokens revoked     {} (confirmed by the authorization server: {})",
+        "stolen tokens revoked     {} (the authorization server revoked {} tokens in all)",
         s.revoked_attacks, s.revocations_confirmed
     );
     println!("legitimate tokens flagged {}", s.flagged_legit);

@@ -137,7 +137,7 @@ mod tests {
         ) {
             let x = haversine_km(a, b, c, d);
             let y = haversine_km(c, d, a, b);
-            prop_assert!(x.is_finite() && x >= 0.0 && x <= std::f64::consts::PI * EARTH_RADIUS_KM + 1e-6);
+            prop_assert!(x.is_finite() && (0.0..=std::f64::consts::PI * EARTH_RADIUS_KM + 1e-6).contains(&x));
             prop_assert!((x - y).abs() < 1e-6);
         }
 

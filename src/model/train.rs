@@ -158,7 +158,7 @@ pub fn threshold_for_budget(per_token: &[(bool, f32)], budget_per_100k: f64) -> 
     let allowed = (budget_per_100k * legit.len() as f64 / 100_000.0).floor() as usize;
     let t = legit.get(allowed).copied().unwrap_or(0.0);
     // Just above the highest legitimate score that must not be flagged.
-    (t + 1e-4).min(0.9999).max(0.05)
+    (t + 1e-4).clamp(0.05, 0.9999)
 }
 
 pub fn holdout_metrics(per_token: &[(bool, f32)], threshold: f32) -> HoldoutMetrics {

@@ -59,6 +59,8 @@ pub struct Settled {
     pub decision: Decision,
     pub outcome: Outcome,
     pub took: Duration,
+    /// Wall-clock time the outcome was known, ms since the epoch.
+    pub settled_at_ms: i64,
 }
 
 pub struct Revoker {
@@ -95,10 +97,14 @@ impl Revoker {
         ) {
             self.done.put(d.decision_id.clone(), ());
         }
+        let settled_at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
         Settled {
             decision: d,
             outcome,
             took: start.elapsed(),
+            settled_at_ms,
         }
     }
 

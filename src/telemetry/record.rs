@@ -41,14 +41,68 @@ pub struct Event<'a> {
     pub token_handle: Option<Cow<'a, str>>,
 }
 
-/// `ts` arrives either as RFC 3339 text or as epoch milliseconds.
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// `ts` arrives either as RFC 3339 text or as epoch milliseconds. A
+/// hand-written visitor rather than `#[serde(untagged)]`: untagged enums
+/// buffer every value into an intermediate tree, which cost more than the
+/// rest of the record put together (see benches/core.rs).
 enum WireTs<'a> {
     Millis(i64),
     Float(f64),
-    #[serde(borrow)]
     Text(Cow<'a, str>),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for WireTs<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = WireTs<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("RFC 3339 text or epoch milliseconds")
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(WireTs::Millis(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                i64::try_from(v)
+                    .map(WireTs::Millis)
+                    .map_err(|_| E::custom("timestamp out of range"))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(WireTs::Float(v))
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(WireTs::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(WireTs::Text(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A string field that borrows from the buffer when it can. serde's own
+/// `Cow<str>` inside an `Option` always copies, one allocation per field per
+/// record.
+struct Str<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
 }
 
 /// The wire shape. Unknown fields are ignored on purpose: gateways and
@@ -56,30 +110,35 @@ enum WireTs<'a> {
 /// lose detections.
 #[derive(Deserialize)]
 struct Wire<'a> {
+    #[serde(borrow)]
     ts: Option<WireTs<'a>>,
     #[serde(borrow)]
-    token_id: Option<Cow<'a, str>>,
+    token_id: Option<Str<'a>>,
     #[serde(borrow)]
-    sub: Option<Cow<'a, str>>,
+    sub: Option<Str<'a>>,
     #[serde(borrow)]
-    ip: Option<Cow<'a, str>>,
+    ip: Option<Str<'a>>,
     #[serde(borrow, default)]
-    user_agent: Option<Cow<'a, str>>,
+    user_agent: Option<Str<'a>>,
     #[serde(borrow, default)]
-    method: Option<Cow<'a, str>>,
+    method: Option<Str<'a>>,
     #[serde(borrow, default)]
-    path: Option<Cow<'a, str>>,
+    path: Option<Str<'a>>,
     status: Option<u16>,
     #[serde(borrow, default)]
-    tenant: Option<Cow<'a, str>>,
+    tenant: Option<Str<'a>>,
     #[serde(borrow, default)]
-    client_id: Option<Cow<'a, str>>,
+    client_id: Option<Str<'a>>,
     token_exp: Option<i64>,
     token_iat: Option<i64>,
     bytes: Option<u64>,
     latency_ms: Option<f64>,
     #[serde(borrow, default)]
-    token_handle: Option<Cow<'a, str>>,
+    token_handle: Option<Str<'a>>,
+}
+
+fn cow(s: Option<Str<'_>>) -> Option<Cow<'_, str>> {
+    s.map(|s| s.0)
 }
 
 impl<'a> Event<'a> {
@@ -102,7 +161,7 @@ impl<'a> Wire<'a> {
         if !(978_307_200_000..=4_102_444_800_000).contains(&ts_ms) {
             return Err(TelemetryError::Timestamp(ts_ms.to_string()));
         }
-        let token_id = self.token_id.ok_or(TelemetryError::Missing("token_id"))?;
+        let token_id = cow(self.token_id).ok_or(TelemetryError::Missing("token_id"))?;
         if token_id.is_empty() {
             return Err(TelemetryError::Empty("token_id"));
         }
@@ -112,25 +171,25 @@ impl<'a> Wire<'a> {
                 len: token_id.len(),
             });
         }
-        let sub = self.sub.ok_or(TelemetryError::Missing("sub"))?;
-        let ip_text = self.ip.ok_or(TelemetryError::Missing("ip"))?;
+        let sub = cow(self.sub).ok_or(TelemetryError::Missing("sub"))?;
+        let ip_text = cow(self.ip).ok_or(TelemetryError::Missing("ip"))?;
         let ip = parse_ip(&ip_text)?;
         Ok(Event {
             ts_ms,
             token_id,
             sub,
             ip,
-            user_agent: self.user_agent.unwrap_or(Cow::Borrowed("")),
-            method: self.method.ok_or(TelemetryError::Missing("method"))?,
-            path: self.path.ok_or(TelemetryError::Missing("path"))?,
+            user_agent: cow(self.user_agent).unwrap_or(Cow::Borrowed("")),
+            method: cow(self.method).ok_or(TelemetryError::Missing("method"))?,
+            path: cow(self.path).ok_or(TelemetryError::Missing("path"))?,
             status: self.status.ok_or(TelemetryError::Missing("status"))?,
-            tenant: self.tenant,
-            client_id: self.client_id,
+            tenant: cow(self.tenant),
+            client_id: cow(self.client_id),
             token_exp: self.token_exp,
             token_iat: self.token_iat,
             bytes: self.bytes,
             latency_ms: self.latency_ms.filter(|v| v.is_finite()),
-            token_handle: self.token_handle.filter(|h| !h.is_empty()),
+            token_handle: cow(self.token_handle).filter(|h| !h.is_empty()),
         })
     }
 }

@@ -1,0 +1,83 @@
+//! Per-event cost of the detection core on a realistic stream (the
+//! simulator's, over the demo geo database), against bare serde_json parsing
+//! of the same bytes in the same run.
+//!
+//! `cargo bench --bench core`
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use tokenwatch::detect::{Detector, DetectorParams};
+use tokenwatch::geo::GeoHandle;
+use tokenwatch::model::{Model, ModelArtifact};
+use tokenwatch::sim::{self, SimParams, World};
+use tokenwatch::telemetry::Event;
+
+fn repo(p: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+fn stream() -> (Arc<GeoHandle>, Vec<Vec<u8>>) {
+    let geo = GeoHandle::open(
+        vec![repo("data/geo/demo-city.mmdb")],
+        Some(repo("data/geo/demo-asn.mmdb")),
+    )
+    .unwrap();
+    let world = World::from_geo(&geo.load().db);
+    let events = sim::generate(
+        &world,
+        &SimParams {
+            users: 200,
+            span_ms: 2 * 3600 * 1000,
+            ..SimParams::default()
+        },
+    );
+    let records = events
+        .iter()
+        .take(20_000)
+        .map(|e| serde_json::to_vec(&e.to_wire(&e.sim_token_id(7), None, false)).unwrap())
+        .collect();
+    (geo, records)
+}
+
+fn bench(c: &mut Criterion) {
+    let (geo, records) = stream();
+    let model = Arc::new(ArcSwap::from_pointee(Model::new(
+        ModelArtifact::load(&repo("models/default.json")).unwrap(),
+    )));
+    let mut g = c.benchmark_group("per_event");
+    g.throughput(Throughput::Elements(records.len() as u64));
+    g.sample_size(20);
+    g.bench_function("serde_json_ignored_any", |b| {
+        b.iter(|| {
+            for r in &records {
+                let _: serde::de::IgnoredAny = serde_json::from_slice(r).unwrap();
+            }
+        })
+    });
+    g.bench_function("parse_event", |b| {
+        b.iter(|| {
+            for r in &records {
+                std::hint::black_box(Event::parse(r).unwrap());
+            }
+        })
+    });
+    g.bench_function("parse_geo_features_score", |b| {
+        b.iter_batched(
+            || Detector::new(geo.clone(), model.clone(), DetectorParams::default()),
+            |mut d| {
+                for r in &records {
+                    let e = Event::parse(r).unwrap();
+                    std::hint::black_box(d.observe(&e));
+                }
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
