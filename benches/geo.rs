@@ -60,6 +60,33 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
+    // The per-token shortcut: each token's repeat request from the address
+    // of its last located request.
+    let model = std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(
+        tokenwatch::model::Model::new(
+            tokenwatch::model::ModelArtifact::load(&repo("models/default.json")).unwrap(),
+        ),
+    ));
+    let mut d = tokenwatch::detect::Detector::new(geo.clone(), model, Default::default());
+    let keys: Vec<(u128, IpAddr)> = ips
+        .iter()
+        .enumerate()
+        .map(|(i, ip)| {
+            let id = format!("tok-{i}");
+            let rec = serde_json::json!({"ts": 1_795_428_000_000i64, "token_id": id, "sub": "s", "ip": ip.to_string(),
+                "method": "GET", "path": "/", "status": 200});
+            let buf = serde_json::to_vec(&rec).unwrap();
+            d.extract(&tokenwatch::telemetry::Event::parse(&buf).unwrap());
+            (tokenwatch::telemetry::token_key(&id), *ip)
+        })
+        .collect();
+    g.bench_function("tokenwatch_per_token_shortcut", |b| {
+        b.iter(|| {
+            for (k, ip) in &keys {
+                std::hint::black_box(d.locate(*k, 1_795_428_000_000, *ip));
+            }
+        })
+    });
     g.finish();
 }
 

@@ -178,3 +178,53 @@ fn a_replaced_database_is_swapped_in_without_losing_lookups() {
         59.33
     );
 }
+
+#[test]
+fn hot_reload_while_events_flow_loses_no_event_and_switches_data() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let live = geoip2_fixture(dir.path(), "live.mmdb", 59.33);
+    let handle = GeoHandle::open(vec![live.clone()], None).unwrap();
+    let progress = Arc::new(AtomicUsize::new(0));
+    const N: usize = 20_000;
+    let worker = {
+        let (handle, progress) = (handle.clone(), progress.clone());
+        std::thread::spawn(move || {
+            let mut d = tokenwatch::detect::Detector::new(handle, model(), Default::default());
+            let mut lats = Vec::with_capacity(N);
+            for i in 0..N {
+                let buf = record(
+                    &format!("tok-{}", i % 50),
+                    i as f64,
+                    &format!("89.160.20.{}", 1 + i % 250),
+                    BROWSER,
+                );
+                let v = d.observe(&tokenwatch::telemetry::Event::parse(&buf).unwrap());
+                lats.push(v.lookup.location().map(|l| l.lat));
+                progress.store(i + 1, Ordering::Release);
+            }
+            lats
+        })
+    };
+    while progress.load(Ordering::Acquire) < N / 4 {
+        std::thread::yield_now();
+    }
+    let next = geoip2_fixture(dir.path(), "next.mmdb", 57.70);
+    std::fs::rename(&next, &live).unwrap();
+    handle.reload().unwrap();
+    let reloaded_at = progress.load(Ordering::Acquire);
+    let lats = worker.join().unwrap();
+    assert_eq!(lats.len(), N, "every event scored");
+    assert!(
+        lats.iter().all(|l| l.is_some()),
+        "no event lost its location during the swap"
+    );
+    assert_eq!(lats[0], Some(59.33));
+    assert!(reloaded_at < N, "the swap happened mid-stream");
+    assert_eq!(
+        *lats.last().unwrap(),
+        Some(57.70),
+        "events after the swap use the new file"
+    );
+}

@@ -45,6 +45,20 @@ async fn produce(brokers: &str, topic: &str, records: &[(String, Vec<u8>)]) {
     }
 }
 
+/// A one-broker mock cluster with tokenwatch's topics (telemetry on three
+/// partitions) and the matching configuration.
+fn cluster() -> (
+    MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    KafkaConfig,
+) {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let k = kafka_config(&cluster.bootstrap_servers());
+    cluster.create_topic(&k.telemetry_topic, 3, 1).unwrap();
+    cluster.create_topic(&k.deadletter_topic, 1, 1).unwrap();
+    cluster.create_topic(&k.decisions_topic, 1, 1).unwrap();
+    (cluster, k)
+}
+
 fn scoring_consumer(k: &KafkaConfig) -> Arc<IngestConsumer> {
     let c: IngestConsumer = ingest::consumer_config(k, &k.group_id)
         .create_with_context(IngestContext {
@@ -133,11 +147,7 @@ fn committed_total(k: &KafkaConfig, partitions: i32) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn good_records_are_scored_malformed_ones_dead_lettered_and_offsets_committed() {
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    let k = kafka_config(&cluster.bootstrap_servers());
-    cluster.create_topic(&k.telemetry_topic, 3, 1).unwrap();
-    cluster.create_topic(&k.deadletter_topic, 1, 1).unwrap();
-    cluster.create_topic(&k.decisions_topic, 1, 1).unwrap();
+    let (_cluster, k) = cluster(); // keeps the mock cluster alive
 
     let mut records = good_records(200);
     let malformed: Vec<(&str, Vec<u8>)> = vec![
@@ -222,11 +232,7 @@ async fn good_records_are_scored_malformed_ones_dead_lettered_and_offsets_commit
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_killed_mid_stream_skips_no_record_after_restart() {
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    let k = kafka_config(&cluster.bootstrap_servers());
-    cluster.create_topic(&k.telemetry_topic, 3, 1).unwrap();
-    cluster.create_topic(&k.deadletter_topic, 1, 1).unwrap();
-    cluster.create_topic(&k.decisions_topic, 1, 1).unwrap();
+    let (_cluster, k) = cluster(); // keeps the mock cluster alive
     let records = good_records(300);
     produce(&k.brokers, &k.telemetry_topic, &records).await;
 

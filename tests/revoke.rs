@@ -186,47 +186,33 @@ async fn scripted(script: Vec<u16>) -> (String, Arc<AtomicU32>) {
     (url, calls)
 }
 
+/// Settles a revoke decision against a server scripted to answer `script`;
+/// returns the outcome and how many calls the server saw.
+async fn settle_against(script: Vec<u16>, token_id: &str) -> (Outcome, u32) {
+    let s = sealer();
+    let (url, calls) = scripted(script).await;
+    let client = Rfc7009Client::new(params(url, "tw", "x", ClientAuth::ClientSecretBasic)).unwrap();
+    let mut r = Revoker::new(Mode::Revoke, Some(s.clone()), Some(client));
+    let out = r
+        .settle(decision(token_id, Some(s.seal(token_id, "v"))))
+        .await
+        .outcome;
+    (out, calls.load(Ordering::SeqCst))
+}
+
 #[tokio::test]
 async fn server_errors_are_retried_and_client_errors_are_permanent() {
-    let s = sealer();
-    let (url, calls) = scripted(vec![503, 503, 429, 200]).await;
-    let mut r = Revoker::new(
-        Mode::Revoke,
-        Some(s.clone()),
-        Some(Rfc7009Client::new(params(url, "tw", "x", ClientAuth::ClientSecretBasic)).unwrap()),
-    );
-    let out = r
-        .settle(decision("tok-5", Some(s.seal("tok-5", "v"))))
-        .await
-        .outcome;
+    let (out, calls) = settle_against(vec![503, 503, 429, 200], "tok-5").await;
     assert_eq!(out, Outcome::Revoked { attempts: 4 });
-    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    assert_eq!(calls, 4);
 
-    let (url, calls) = scripted(vec![400]).await;
-    let mut r = Revoker::new(
-        Mode::Revoke,
-        Some(s.clone()),
-        Some(Rfc7009Client::new(params(url, "tw", "x", ClientAuth::ClientSecretBasic)).unwrap()),
-    );
-    let out = r
-        .settle(decision("tok-6", Some(s.seal("tok-6", "v"))))
-        .await
-        .outcome;
+    let (out, calls) = settle_against(vec![400], "tok-6").await;
     assert_eq!(out.label(), "rejected", "{out:?}");
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "a 400 is not retried");
+    assert_eq!(calls, 1, "a 400 is not retried");
 
-    let (url, calls) = scripted(vec![503; 10]).await;
-    let mut r = Revoker::new(
-        Mode::Revoke,
-        Some(s.clone()),
-        Some(Rfc7009Client::new(params(url, "tw", "x", ClientAuth::ClientSecretBasic)).unwrap()),
-    );
-    let out = r
-        .settle(decision("tok-7", Some(s.seal("tok-7", "v"))))
-        .await
-        .outcome;
+    let (out, calls) = settle_against(vec![503; 10], "tok-7").await;
     assert_eq!(out.label(), "gave_up", "{out:?}");
-    assert_eq!(calls.load(Ordering::SeqCst), 5, "one call and four retries");
+    assert_eq!(calls, 5, "one call and four retries");
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 pub use explain::{explain, Explanation};
 
 use crate::features::{self, FeatureParams, Features, Population, TokenState, TokenStore};
-use crate::geo::{GeoCache, GeoHandle, Lookup};
+use crate::geo::{GeoCache, GeoHandle, Loaded, Lookup};
 use crate::model::{Model, Score};
 use crate::telemetry::{token_key, Event, TokenKey};
 
@@ -124,20 +124,14 @@ impl Detector {
             self.store.expire(self.clock_ms);
         }
         let geo = self.geo.load();
-        let generation = geo.generation as u32;
         let state = self.store.entry(key, event.ts_ms);
-        let lookup = match state.last_seen {
-            // The per-token shortcut: same address as the last located
-            // request, same database → same answer, no lookup.
-            Some(s) if s.ip == event.ip && state.geo_generation == generation => {
-                self.shortcut_hits += 1;
-                Lookup::Located(s.location)
-            }
-            _ => self.cache.lookup(&geo.db, geo.generation, event.ip),
-        };
-        if lookup.location().is_some() {
-            state.geo_generation = generation;
-        }
+        let lookup = locate(
+            state,
+            &mut self.cache,
+            &geo,
+            event.ip,
+            &mut self.shortcut_hits,
+        );
         let f = features::observe(
             state,
             event,
@@ -146,6 +140,14 @@ impl Detector {
             &mut self.population,
         );
         (key, f, lookup)
+    }
+
+    /// Resolves `ip` for token `key` (creating its state if new), as the
+    /// event path does. Exposed for the geo bench.
+    pub fn locate(&mut self, key: TokenKey, ts_ms: i64, ip: std::net::IpAddr) -> Lookup {
+        let geo = self.geo.load();
+        let state = self.store.entry(key, ts_ms);
+        locate(state, &mut self.cache, &geo, ip, &mut self.shortcut_hits)
     }
 
     /// Scores one event. The heart of tokenwatch.
@@ -201,4 +203,29 @@ impl Detector {
             tracked: self.store.len() as u64,
         }
     }
+}
+
+/// The per-token shortcut first: the same address as the token's last
+/// located request, under the same database, is the same answer with no
+/// lookup (one comparison, the state is already at hand). Then the cache,
+/// then the database.
+fn locate(
+    state: &mut TokenState,
+    cache: &mut GeoCache,
+    geo: &Loaded,
+    ip: std::net::IpAddr,
+    shortcut_hits: &mut u64,
+) -> Lookup {
+    let generation = geo.generation as u32;
+    if let Some(s) = state.last_seen {
+        if s.ip == ip && state.geo_generation == generation {
+            *shortcut_hits += 1;
+            return Lookup::Located(s.location);
+        }
+    }
+    let lookup = cache.lookup(&geo.db, geo.generation, ip);
+    if lookup.location().is_some() {
+        state.geo_generation = generation;
+    }
+    lookup
 }
