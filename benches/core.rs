@@ -42,6 +42,24 @@ fn stream() -> (Arc<GeoHandle>, Vec<Vec<u8>>) {
     (geo, records)
 }
 
+/// The same record deserialised by serde_json into plain borrowed fields,
+/// with no validation: the "bare parse" baseline.
+#[derive(serde::Deserialize)]
+#[allow(dead_code)]
+struct Plain<'a> {
+    ts: &'a str,
+    token_id: &'a str,
+    sub: &'a str,
+    ip: &'a str,
+    user_agent: &'a str,
+    method: &'a str,
+    path: &'a str,
+    status: u16,
+    client_id: &'a str,
+    token_iat: i64,
+    token_exp: i64,
+}
+
 fn bench(c: &mut Criterion) {
     let (geo, records) = stream();
     let model = Arc::new(ArcSwap::from_pointee(Model::new(
@@ -54,6 +72,13 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             for r in &records {
                 let _: serde::de::IgnoredAny = serde_json::from_slice(r).unwrap();
+            }
+        })
+    });
+    g.bench_function("serde_json_plain_struct", |b| {
+        b.iter(|| {
+            for r in &records {
+                std::hint::black_box(serde_json::from_slice::<Plain>(r).unwrap());
             }
         })
     });

@@ -97,6 +97,8 @@ pub struct RawDetect {
     pub far_km: f64,
     #[serde(with = "humantime_serde")]
     pub flip_window: Duration,
+    #[serde(with = "humantime_serde")]
+    pub disorder_window: Duration,
     pub max_tokens: usize,
     #[serde(with = "humantime_serde")]
     pub idle_ttl: Duration,
@@ -111,6 +113,7 @@ impl Default for RawDetect {
             plausible_speed_kmh: f.plausible_speed_kmh,
             far_km: f.far_km,
             flip_window: Duration::from_secs_f64(f.flip_window_s),
+            disorder_window: Duration::from_millis(f.disorder_window_ms as u64),
             max_tokens: d.max_tokens.get(),
             idle_ttl: Duration::from_millis(d.idle_ttl_ms as u64),
             geo_cache_entries: d.geo_cache.get(),
@@ -303,6 +306,9 @@ impl RawConfig {
             .ok_or_else(|| invalid("detect.max_tokens", "must be at least 1"))?;
         let geo_cache = NonZeroUsize::new(d.geo_cache_entries)
             .ok_or_else(|| invalid("detect.geo_cache_entries", "must be at least 1"))?;
+        if d.disorder_window > Duration::from_secs(600) {
+            return Err(invalid("detect.disorder_window", "must be at most 10m"));
+        }
         if d.idle_ttl < Duration::from_secs(1) {
             return Err(invalid("detect.idle_ttl", "must be at least 1s"));
         }
@@ -311,6 +317,7 @@ impl RawConfig {
                 plausible_speed_kmh: d.plausible_speed_kmh,
                 far_km: d.far_km,
                 flip_window_s: d.flip_window.as_secs_f64(),
+                disorder_window_ms: d.disorder_window.as_millis() as i64,
             },
             max_tokens,
             idle_ttl_ms: d.idle_ttl.as_millis() as i64,

@@ -23,6 +23,7 @@ pub struct Metrics {
     pub tokens_tracked: IntGauge,
     pub tokens_evicted: IntCounter,
     pub tokens_expired: IntCounter,
+    pub events_late: IntCounter,
     pub geo_lookups: IntCounterVec,
     pub geo_build_epoch: Gauge,
     pub geo_reloads: IntCounterVec,
@@ -122,6 +123,11 @@ impl Metrics {
                 "Token states dropped to stay under the tracked-token cap.",
             ),
             tokens_expired: counter(&r, "tokenwatch_tokens_expired_total", "Token states expired (idle or past exp)."),
+            events_late: counter(
+                &r,
+                "tokenwatch_events_late_total",
+                "Events older than the disorder window: scored, but moved no rate or sighting.",
+            ),
             geo_lookups: counter_vec(
                 &r,
                 "tokenwatch_geo_lookups_total",
@@ -195,6 +201,7 @@ impl Metrics {
         self.tokens_evicted.inc_by(d(s.evicted, last.evicted));
         self.tokens_expired.inc_by(d(s.expired, last.expired));
         self.tokens_tracked.set(s.tracked as i64);
+        self.events_late.inc_by(d(s.late, last.late));
         *last = s;
     }
 

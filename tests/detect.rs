@@ -107,3 +107,51 @@ fn unlocated_and_out_of_order_events_produce_finite_features() {
         assert!(v.score.score.is_finite());
     }
 }
+
+/// Alice flips between her home in Paris and her company's VPN egress in
+/// Singapore: same browser, one holder.
+fn vpn_toggling(d: &mut Detector) -> Vec<tokenwatch::detect::Verdict> {
+    (0..12)
+        .map(|i| {
+            let ip = if i % 2 == 0 { PARIS } else { "1.32.200.99" };
+            let buf = record_for(
+                "alice-tok",
+                "alice",
+                600.0 + f64::from(i) * 60.0,
+                ip,
+                BROWSER,
+            );
+            d.observe(&Event::parse(&buf).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn a_corporate_vpn_shared_by_many_users_is_not_travel() {
+    let mut d = detector();
+    // Colleagues behind the same egress prefix: the population learns it.
+    for (i, who) in ["bob", "carol", "dave", "erin", "frank"].iter().enumerate() {
+        let buf = record_for(
+            &format!("{who}-tok"),
+            who,
+            i as f64,
+            &format!("1.32.200.{}", 10 + i),
+            BROWSER,
+        );
+        d.observe(&Event::parse(&buf).unwrap());
+    }
+    for (i, v) in vpn_toggling(&mut d).iter().enumerate() {
+        assert_eq!(v.action, Action::None, "request {i}: {v:?}");
+        assert!(v.score.rule.is_none());
+    }
+}
+
+#[test]
+fn before_the_egress_is_learned_a_vpn_toggle_still_reads_as_travel() {
+    // The documented cold-start gap (docs/features.md): with no colleagues
+    // seen behind the prefix, the same toggling trips the rule.
+    let mut d = detector();
+    assert!(vpn_toggling(&mut d)
+        .iter()
+        .any(|v| v.action == Action::Revoke));
+}

@@ -133,6 +133,10 @@ pub fn explain(v: &Verdict, ip: IpAddr, geo: &GeoDb) -> Explanation {
             "burst_ratio" => format!("burst ×{x:.1} over its own rate"),
             "rate_vs_population" => format!("rate ×{x:.1} the population's for this route"),
             "shared_egress" => "shared egress network (VPN or proxy)".into(),
+            "token_age_min" => format!("token {x:.0} min old"),
+            "minutes_to_exp" if x < 0.0 => format!("used {:.0} min after expiry", -x),
+            "minutes_to_exp" => format!("{x:.0} min before expiry"),
+            "requests_seen" => format!("{x:.0} requests on this token"),
             other => format!("{other} = {x}"),
         };
         if !parts.contains(&text) {

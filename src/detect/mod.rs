@@ -76,6 +76,8 @@ impl Default for DetectorParams {
 /// Counters the edges export as metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DetectorStats {
+    /// Events older than the disorder window (scored, moved no state).
+    pub late: u64,
     pub geo_shortcut_hits: u64,
     pub geo_cache_hits: u64,
     pub geo_cache_misses: u64,
@@ -95,6 +97,7 @@ pub struct Detector {
     model: ModelHandle,
     params: DetectorParams,
     shortcut_hits: u64,
+    late: u64,
     clock_ms: i64,
     events_since_expiry: u32,
 }
@@ -109,6 +112,7 @@ impl Detector {
             model,
             params,
             shortcut_hits: 0,
+            late: 0,
             clock_ms: 0,
             events_since_expiry: 0,
         }
@@ -139,6 +143,7 @@ impl Detector {
             &self.params.features,
             &mut self.population,
         );
+        self.late += u64::from(f.late);
         (key, f, lookup)
     }
 
@@ -195,6 +200,7 @@ impl Detector {
 
     pub fn stats(&self) -> DetectorStats {
         DetectorStats {
+            late: self.late,
             geo_shortcut_hits: self.shortcut_hits,
             geo_cache_hits: self.cache.hits,
             geo_cache_misses: self.cache.misses,

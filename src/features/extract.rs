@@ -13,9 +13,9 @@ use crate::telemetry::Event;
 
 /// Bumped whenever a feature's definition or order changes: a model trained
 /// on another schema is refused at load.
-pub const FEATURE_SCHEMA_VERSION: u32 = 2;
+pub const FEATURE_SCHEMA_VERSION: u32 = 3;
 
-pub const N_FEATURES: usize = 17;
+pub const N_FEATURES: usize = 20;
 
 /// Feature names, in vector order.
 pub const FEATURE_NAMES: [&str; N_FEATURES] = [
@@ -36,6 +36,9 @@ pub const FEATURE_NAMES: [&str; N_FEATURES] = [
     "burst_ratio",
     "rate_vs_population",
     "shared_egress",
+    "token_age_min",
+    "minutes_to_exp",
+    "requests_seen",
 ];
 
 pub mod idx {
@@ -56,6 +59,9 @@ pub mod idx {
     pub const BURST: usize = 14;
     pub const RATE_VS_POP: usize = 15;
     pub const SHARED_EGRESS: usize = 16;
+    pub const TOKEN_AGE: usize = 17;
+    pub const TO_EXP: usize = 18;
+    pub const REQUESTS: usize = 19;
 }
 
 /// Speeds are capped here: beyond any aircraft, and keeps 1-second deltas
@@ -66,6 +72,8 @@ const MIN_DT_S: f64 = 1.0;
 /// EWMA time constants for the request rates.
 const TAU_SHORT_S: f64 = 60.0;
 const TAU_LONG_S: f64 = 1800.0;
+/// Token-context features are clamped to a week, in minutes.
+const MAX_CONTEXT_MIN: f32 = 7.0 * 24.0 * 60.0;
 /// Flips decay with this half-life.
 const FLIP_HALF_LIFE_S: f64 = 600.0;
 
@@ -81,6 +89,11 @@ pub struct FeatureParams {
     pub far_km: f64,
     /// Flips only count when the return happens within this window (s).
     pub flip_window_s: f64,
+    /// Gateways and partitions deliver slightly out of order: an event up to
+    /// this much older than the token's newest is measured by the absolute
+    /// delta. Older still, it is "late": scored, but it moves no rate and no
+    /// sighting, so a backfill cannot fake a burst or a journey.
+    pub disorder_window_ms: i64,
 }
 
 impl Default for FeatureParams {
@@ -89,6 +102,7 @@ impl Default for FeatureParams {
             plausible_speed_kmh: 1000.0,
             far_km: 500.0,
             flip_window_s: 1800.0,
+            disorder_window_ms: 5_000,
         }
     }
 }
@@ -104,6 +118,8 @@ pub struct Features {
     pub to: Option<Location>,
     /// Seconds between `from` and this request.
     pub dt_s: f32,
+    /// Older than the disorder window: scored, but moved no rate or sighting.
+    pub late: bool,
 }
 
 impl Features {
@@ -250,10 +266,14 @@ pub fn observe(
     }
 
     // --- rates -----------------------------------------------------------
+    let late = !first && now < state.last_ms - params.disorder_window_ms;
     let dt_rate = if first { 0.0 } else { since_last_s };
-    state.rate_short =
-        decayed(state.rate_short, dt_rate, TAU_SHORT_S) + (60.0 / TAU_SHORT_S) as f32;
-    state.rate_long = decayed(state.rate_long, dt_rate, TAU_LONG_S) + (60.0 / TAU_LONG_S) as f32;
+    if !late {
+        state.rate_short =
+            decayed(state.rate_short, dt_rate, TAU_SHORT_S) + (60.0 / TAU_SHORT_S) as f32;
+        state.rate_long =
+            decayed(state.rate_long, dt_rate, TAU_LONG_S) + (60.0 / TAU_LONG_S) as f32;
+    }
     v[idx::BURST] = if state.requests >= 3 {
         state.rate_short / state.rate_long.max(60.0 / TAU_LONG_S as f32 * 4.0)
     } else {
@@ -351,6 +371,22 @@ pub fn observe(
     v[idx::DISTINCT_IPS] = state.ips.estimate();
 
     state.requests = state.requests.saturating_add(1);
+
+    // --- token context ---------------------------------------------------------
+    let issued = if state.iat_ms > 0 {
+        state.iat_ms
+    } else {
+        state.first_ms
+    };
+    v[idx::TOKEN_AGE] = ((now - issued).max(0) as f32 / 60_000.0).min(MAX_CONTEXT_MIN);
+    // Negative once expired: a gateway that still accepts an expired token
+    // is being replayed against, or misconfigured.
+    v[idx::TO_EXP] = if state.exp_ms > 0 {
+        ((state.exp_ms - now) as f32 / 60_000.0).clamp(-MAX_CONTEXT_MIN, MAX_CONTEXT_MIN)
+    } else {
+        0.0
+    };
+    v[idx::REQUESTS] = state.requests as f32;
     state.last_ms = state.last_ms.max(now);
     state.last_ip = Some(event.ip);
 
@@ -359,5 +395,6 @@ pub fn observe(
         from,
         to: lookup.location().copied(),
         dt_s,
+        late,
     }
 }

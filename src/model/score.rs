@@ -142,6 +142,7 @@ mod tests {
             from: None,
             to: None,
             dt_s: 0.0,
+            late: false,
         };
         let top = top_terms(&terms, &f);
         let names: Vec<_> = top.iter().flatten().map(|c| c.feature).collect();

@@ -44,9 +44,14 @@ pub const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100
 
 /// A telemetry record as JSON bytes. `t_s` is seconds after a fixed origin.
 pub fn record(token: &str, t_s: f64, ip: &str, ua: &str) -> Vec<u8> {
+    record_for(token, "alice", t_s, ip, ua)
+}
+
+/// The same, for another subject.
+pub fn record_for(token: &str, sub: &str, t_s: f64, ip: &str, ua: &str) -> Vec<u8> {
     let ts = 1_795_428_000_000i64 + (t_s * 1000.0) as i64;
     serde_json::to_vec(&serde_json::json!({
-        "ts": ts, "token_id": token, "sub": "alice", "ip": ip, "user_agent": ua,
+        "ts": ts, "token_id": token, "sub": sub, "ip": ip, "user_agent": ua,
         "method": "GET", "path": "/v1/orders", "status": 200,
         "token_iat": 1_795_428_000i64 - 60, "token_exp": 1_795_428_000i64 + 3600,
     }))
