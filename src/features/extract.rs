@@ -153,9 +153,8 @@ impl Default for Population {
     fn default() -> Self {
         Population {
             rate: [POP_PRIOR; ROUTE_CLASSES],
-            egress: lru::LruCache::new(
-                std::num::NonZeroUsize::new(EGRESS_PREFIXES).expect("non-zero"),
-            ),
+            // Grows with use; the cap is enforced on insert.
+            egress: lru::LruCache::unbounded(),
         }
     }
 }
@@ -170,6 +169,9 @@ impl Population {
 
     /// Records `subject` behind `prefix`; returns the distinct-subject estimate.
     fn observe_egress(&mut self, prefix: u64, subject: u64) -> f32 {
+        if self.egress.len() >= EGRESS_PREFIXES && !self.egress.contains(&prefix) {
+            self.egress.pop_lru();
+        }
         let sketch = self.egress.get_or_insert_mut(prefix, Sketch64::default);
         sketch.insert(subject);
         sketch.estimate()

@@ -12,7 +12,10 @@ use super::state::TokenState;
 use crate::telemetry::TokenKey;
 
 pub struct TokenStore {
+    /// Grows with use: `LruCache::new(cap)` would reserve the whole table up
+    /// front (hundreds of MB at the default cap) and page-fault it in.
     tokens: LruCache<TokenKey, TokenState>,
+    cap: usize,
     idle_ttl_ms: i64,
     /// Tokens dropped to stay under the cap (not expired ones).
     pub evicted: u64,
@@ -22,7 +25,8 @@ pub struct TokenStore {
 impl TokenStore {
     pub fn new(capacity: NonZeroUsize, idle_ttl_ms: i64) -> TokenStore {
         TokenStore {
-            tokens: LruCache::new(capacity),
+            tokens: LruCache::unbounded(),
+            cap: capacity.get(),
             idle_ttl_ms,
             evicted: 0,
             expired: 0,
@@ -33,7 +37,7 @@ impl TokenStore {
     /// when full evicts the least recently used one.
     pub fn entry(&mut self, key: TokenKey, ts_ms: i64) -> &mut TokenState {
         if !self.tokens.contains(&key) {
-            if self.tokens.len() == self.tokens.cap().get() {
+            if self.tokens.len() >= self.cap {
                 self.tokens.pop_lru();
                 self.evicted += 1;
             }
@@ -55,7 +59,7 @@ impl TokenStore {
     }
 
     pub fn capacity(&self) -> usize {
-        self.tokens.cap().get()
+        self.cap
     }
 
     /// Drops tokens idle for longer than the TTL, or past their `exp` by more

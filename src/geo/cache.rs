@@ -13,7 +13,9 @@ use lru::LruCache;
 use super::db::{GeoDb, Lookup};
 
 pub struct GeoCache {
+    /// Grows with use up to `cap` (no up-front reservation).
     entries: LruCache<IpAddr, (u64, Lookup)>,
+    cap: usize,
     pub hits: u64,
     pub misses: u64,
 }
@@ -21,7 +23,8 @@ pub struct GeoCache {
 impl GeoCache {
     pub fn new(capacity: NonZeroUsize) -> GeoCache {
         GeoCache {
-            entries: LruCache::new(capacity),
+            entries: LruCache::unbounded(),
+            cap: capacity.get(),
             hits: 0,
             misses: 0,
         }
@@ -37,6 +40,9 @@ impl GeoCache {
         }
         self.misses += 1;
         let found = db.lookup(ip);
+        if self.entries.len() >= self.cap && !self.entries.contains(&ip) {
+            self.entries.pop_lru();
+        }
         self.entries.put(ip, (generation, found));
         found
     }
