@@ -58,9 +58,15 @@ enum Command {
         attack_share: f64,
         #[arg(long, num_args = 1.., default_value = "data/geo/demo-city.mmdb")]
         city_db: Vec<PathBuf>,
-        /// Output file; `-` for stdout.
+        /// Output file (`.gz` compresses); `-` for stdout.
         #[arg(long, short, default_value = "-")]
         out: String,
+        /// Publish to this Kafka cluster instead of writing a file.
+        #[arg(long, requires = "topic")]
+        brokers: Option<String>,
+        /// Topic to publish to (records keyed by token id, labels dropped).
+        #[arg(long, requires = "brokers")]
+        topic: Option<String>,
     },
     /// Train a model on labelled telemetry and write the artifact.
     Train {
@@ -75,6 +81,25 @@ enum Command {
         /// Model version recorded in the artifact.
         #[arg(long)]
         version: Option<String>,
+    },
+    /// Evaluate a model and the fixed-rule baseline on labelled telemetry:
+    /// per-scenario table, JSON report and PNG plots.
+    Eval {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value = "models/default.json")]
+        model: PathBuf,
+        #[arg(long, default_value = "data/geo/demo-city.mmdb")]
+        city_db: PathBuf,
+        #[arg(long, default_value = "data/geo/demo-asn.mmdb")]
+        asn_db: PathBuf,
+        /// Directory for report.json, pr_curve.png and ttd_histogram.png.
+        #[arg(long, default_value = "reports/eval")]
+        out: PathBuf,
+        /// Replay, but do not count, tokens first seen this early in the file
+        /// (the population learns shared egress and rates meanwhile).
+        #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+        warmup: Duration,
     },
     /// Seal a raw token (stdin) into a handle for the revoker.
     Seal {
@@ -219,6 +244,8 @@ async fn run(cli: Cli) -> Result<()> {
             attack_share,
             city_db,
             out,
+            brokers,
+            topic,
         } => {
             let geo = GeoHandle::open(city_db, None)?;
             let world = World::from_geo(&geo.load().db);
@@ -230,10 +257,26 @@ async fn run(cli: Cli) -> Result<()> {
                 ..SimParams::default()
             };
             let events = sim::generate(&world, &p);
+            if let (Some(brokers), Some(topic)) = (brokers, topic) {
+                let n = publish(&brokers, &topic, seed, &events).await?;
+                eprintln!("{n} events from {users} users published to {topic}, seed {seed}");
+                return Ok(());
+            }
             let sink: Box<dyn Write> = if out == "-" {
                 Box::new(std::io::stdout().lock())
             } else {
-                Box::new(std::fs::File::create(&out).with_context(|| format!("creating {out}"))?)
+                let file =
+                    std::fs::File::create(&out).with_context(|| format!("creating {out}"))?;
+                if out.ends_with(".gz") {
+                    // Fixed header fields: the same events give the same bytes.
+                    Box::new(
+                        flate2::GzBuilder::new()
+                            .mtime(0)
+                            .write(file, flate2::Compression::best()),
+                    )
+                } else {
+                    Box::new(file)
+                }
             };
             let mut w = BufWriter::new(sink);
             let bar = indicatif::ProgressBar::new(events.len() as u64);
@@ -256,24 +299,17 @@ async fn run(cli: Cli) -> Result<()> {
         } => {
             let geo = GeoHandle::open(vec![city_db], Some(asn_db))?;
             let placeholder = Arc::new(ArcSwap::from_pointee(Model::new(placeholder_artifact())));
-            let mut rows = Vec::new();
-            let bar = indicatif::ProgressBar::new_spinner();
-            let sha = tokenwatch::eval::replay(
+            let bar = spinner("replaying the training data through the detector");
+            let (rows, sha) = tokenwatch::eval::training_rows(
                 &data,
                 geo,
                 placeholder,
                 DetectorParams::default(),
-                |_, r| {
-                    rows.push(r.row);
-                    if rows.len() % 4096 == 0 {
-                        bar.set_message(format!("{} requests replayed", rows.len()));
-                        bar.tick();
-                    }
-                },
             )?;
-            bar.finish_and_clear();
+            bar.set_message("fitting with linfa");
             let version = version.unwrap_or_else(|| format!("lr-{}", &sha[..12]));
             let artifact = train::train(&rows, &train::TrainParams::default(), &sha, &version)?;
+            bar.finish_and_clear();
             artifact
                 .save(&out)
                 .with_context(|| format!("writing {}", out.display()))?;
@@ -286,6 +322,38 @@ async fn run(cli: Cli) -> Result<()> {
                 h.token_precision,
                 h.false_flags_per_100k,
                 h.threshold
+            );
+        }
+        Command::Eval {
+            data,
+            model,
+            city_db,
+            asn_db,
+            out,
+            warmup,
+        } => {
+            let geo = GeoHandle::open(vec![city_db], Some(asn_db))?;
+            let model = Arc::new(ArcSwap::from_pointee(Model::new(ModelArtifact::load(
+                &model,
+            )?)));
+            let bar = spinner("replaying through tokenwatch and the baseline");
+            let report =
+                tokenwatch::eval::evaluate(&data, geo, model, DetectorParams::default(), warmup)?;
+            bar.finish_and_clear();
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let json = out.join("report.json");
+            std::fs::write(&json, serde_json::to_vec_pretty(&report)?)
+                .with_context(|| format!("writing {}", json.display()))?;
+            let plots = tokenwatch::eval::write_plots(&report, &out).map_err(anyhow::Error::msg)?;
+            print!("{}", report.table());
+            println!(
+                "\nwrote {}, {}",
+                json.display(),
+                plots
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
         Command::Seal {
@@ -360,6 +428,58 @@ async fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Publishes simulated telemetry to Kafka, keyed by token id, without labels.
+async fn publish(brokers: &str, topic: &str, seed: u64, events: &[sim::SimEvent]) -> Result<usize> {
+    use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "20")
+        .create()
+        .context("creating the Kafka producer")?;
+    let bar = indicatif::ProgressBar::new(events.len() as u64);
+    let mut pending = Vec::with_capacity(1024);
+    for e in events {
+        let id = e.sim_token_id(seed);
+        let payload = serde_json::to_vec(&e.to_wire(&id, None, false))?;
+        let mut record = FutureRecord::to(topic).key(&id).payload(&payload);
+        // Enqueue now (the record is copied); wait only when the queue is full.
+        loop {
+            match producer.send_result(record) {
+                Ok(delivery) => break pending.push(delivery),
+                Err((_, r)) => {
+                    record = r;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+        if pending.len() == 1024 {
+            for d in futures::future::join_all(pending.drain(..)).await {
+                d.context("delivery canceled")?
+                    .map_err(|(e, _)| e)
+                    .context("publishing to Kafka")?;
+            }
+        }
+        bar.inc(1);
+    }
+    for d in futures::future::join_all(pending).await {
+        d.context("delivery canceled")?
+            .map_err(|(e, _)| e)
+            .context("publishing to Kafka")?;
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .context("flushing")?;
+    bar.finish_and_clear();
+    Ok(events.len())
+}
+
+fn spinner(message: &'static str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner().with_message(message);
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
 }
 
 /// Training replays features only; the scorer is never consulted.

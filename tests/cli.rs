@@ -73,3 +73,55 @@ fn seal_produces_a_handle_bound_to_the_token_id() {
     let sealer = tokenwatch::respond::Sealer::new([("k1", key.as_str())]).unwrap();
     assert_eq!(sealer.open("jti-42", &handle).unwrap(), "raw-opaque-token");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_publishes_the_same_events_to_kafka_keyed_by_token() {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::Message;
+    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    cluster.create_topic("raw", 2, 1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let args = ["simulate", "--seed", "4", "--users", "15", "--span", "1h"];
+    let file = tokenwatch().args(args).output().unwrap();
+    assert!(file.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8(file.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!lines.is_empty());
+    let out = tokenwatch()
+        .args(args)
+        .args(["--brokers", &brokers, "--topic", "raw"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let c: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "check")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    c.subscribe(&["raw"]).unwrap();
+    let mut got = 0;
+    while got < lines.len() {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(20), c.recv())
+            .await
+            .expect("records arrive")
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap()).unwrap();
+        assert_eq!(
+            m.key().unwrap(),
+            v["token_id"].as_str().unwrap().as_bytes(),
+            "keyed by token id"
+        );
+        assert!(v.get("label").is_none(), "labels stay out of the topic");
+        got += 1;
+    }
+    assert_eq!(got, lines.len());
+}

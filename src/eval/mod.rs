@@ -1,5 +1,14 @@
-//! Replays labelled telemetry through the detection core: the shared path
-//! of `train` and `eval`.
+//! Evaluation: replays labelled telemetry through the detection core (the
+//! shared path of `train` and `eval`) and measures detection per scenario
+//! against a fixed-rule baseline.
+
+mod baseline;
+mod plot;
+mod report;
+
+pub use baseline::TravelRule;
+pub use plot::write_plots;
+pub use report::{evaluate, EvalReport, ScenarioMetrics, SystemReport, TokenOutcome};
 
 use std::io::BufRead;
 use std::sync::Arc;
@@ -8,7 +17,6 @@ use serde::Deserialize;
 
 use crate::detect::{Detector, DetectorParams, ModelHandle};
 use crate::geo::GeoHandle;
-use crate::model::train::Row;
 use crate::sim::Label;
 use crate::telemetry::Event;
 
@@ -34,22 +42,15 @@ pub enum ReplayError {
     NoLabel { path: String, line: usize },
 }
 
-/// One replayed request.
-pub struct Replayed {
-    pub row: Row,
-    pub label: Label,
-    pub ts_ms: i64,
-}
-
-/// Feeds every line of a labelled NDJSON file through a detector and hands
-/// each request's features and label to `sink`. Returns the SHA-256 of the
-/// file's bytes.
+/// Feeds every line of a labelled NDJSON file to `sink` with a detector over
+/// `geo` and `model`; the sink decides whether to extract features (train)
+/// or score (eval). Returns the SHA-256 of the file's bytes.
 pub fn replay(
     path: &std::path::Path,
     geo: Arc<GeoHandle>,
     model: ModelHandle,
     params: DetectorParams,
-    mut sink: impl FnMut(&mut Detector, Replayed),
+    mut sink: impl FnMut(&mut Detector, &Event<'_>, Label),
 ) -> Result<String, ReplayError> {
     use sha2::Digest;
     let p = path.display().to_string();
@@ -57,6 +58,12 @@ pub fn replay(
         path: p.clone(),
         source,
     })?;
+    // `.gz` files (the committed datasets) are read through gzip.
+    let file: Box<dyn std::io::Read> = if p.ends_with(".gz") {
+        Box::new(flate2::read::GzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
     let mut hasher = sha2::Sha256::new();
     let mut detector = Detector::new(geo, model, params);
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
@@ -81,15 +88,27 @@ pub fn replay(
                 path: p.clone(),
                 line: i + 1,
             })?;
-        let (key, features, _) = detector.extract(&event);
-        let row = Row {
-            token: key,
+        sink(&mut detector, &event, label);
+    }
+    Ok(format!("{:x}", hasher.finalize()))
+}
+
+/// The training rows of a labelled file: each request's features and truth.
+pub fn training_rows(
+    path: &std::path::Path,
+    geo: Arc<GeoHandle>,
+    model: ModelHandle,
+    params: DetectorParams,
+) -> Result<(Vec<crate::model::train::Row>, String), ReplayError> {
+    let mut rows = Vec::new();
+    let sha = replay(path, geo, model, params, |d, event, label| {
+        let (token, features, _) = d.extract(event);
+        rows.push(crate::model::train::Row {
+            token,
             features,
             attacker: label.attacker,
             attacked_token: label.attacked,
-        };
-        let ts_ms = event.ts_ms;
-        sink(&mut detector, Replayed { row, label, ts_ms });
-    }
-    Ok(format!("{:x}", hasher.finalize()))
+        });
+    })?;
+    Ok((rows, sha))
 }

@@ -147,7 +147,7 @@ const POP_PRIOR: f32 = 2.0;
 /// Prefixes remembered for shared-egress learning.
 const EGRESS_PREFIXES: usize = 262_144;
 /// Distinct subjects behind one prefix that make it shared egress.
-pub const SHARED_EGRESS_SUBJECTS: f32 = 4.0;
+pub const SHARED_EGRESS_SUBJECTS: f32 = 3.0;
 
 impl Default for Population {
     fn default() -> Self {
@@ -345,9 +345,15 @@ pub fn observe(
             from = Some(prev);
             dt_s = dt as f32;
 
-            // Flips: back at the other place within the window, far from here.
+            // Flips: back at the other place within the window, far from
+            // here and across a border. Within one country a phone's
+            // carrier egress flips between cities all day (Wi-Fi ↔
+            // cellular); that is left to the model, not counted here.
             state.flips = decayed(state.flips, dt, FLIP_HALF_LIFE_S / std::f64::consts::LN_2);
-            if km >= params.far_km && !shared {
+            let crossed = loc.country.is_known()
+                && prev.location.country.is_known()
+                && loc.country != prev.location.country;
+            if km >= params.far_km && !shared && crossed {
                 if let Some(other) = state.other_place {
                     let back = other.location.min_plausible_km(&loc) < params.far_km
                         && ((now - other.at_ms).abs() as f64 / 1000.0) <= params.flip_window_s;

@@ -31,6 +31,10 @@ pub enum Scenario {
     ProxySameCountry,
     /// Stolen and used to scrape at high rate.
     BurstScrape,
+    /// Stolen and used rarely, with the victim's own browser string.
+    LowAndSlow,
+    /// Replayed after the victim's session ended (the victim logged out).
+    ReplayAfterLogout,
 }
 
 impl Scenario {
@@ -41,10 +45,12 @@ impl Scenario {
                 | Scenario::Concurrent
                 | Scenario::ProxySameCountry
                 | Scenario::BurstScrape
+                | Scenario::LowAndSlow
+                | Scenario::ReplayAfterLogout
         )
     }
 
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::LegitHome,
         Scenario::LegitMobile,
         Scenario::LegitVpn,
@@ -54,6 +60,8 @@ impl Scenario {
         Scenario::Concurrent,
         Scenario::ProxySameCountry,
         Scenario::BurstScrape,
+        Scenario::LowAndSlow,
+        Scenario::ReplayAfterLogout,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -67,6 +75,8 @@ impl Scenario {
             Scenario::Concurrent => "concurrent",
             Scenario::ProxySameCountry => "proxy_same_country",
             Scenario::BurstScrape => "burst_scrape",
+            Scenario::LowAndSlow => "low_and_slow",
+            Scenario::ReplayAfterLogout => "replay_after_logout",
         }
     }
 }
@@ -138,6 +148,17 @@ struct User {
     ua: &'static str,
     /// Shared VPN egress addresses, for VPN users.
     egress: [std::net::IpAddr; 2],
+}
+
+/// Relative chance that a session starts at a given local hour.
+fn activity(local_hour: f64) -> f64 {
+    match local_hour as u32 {
+        0..=5 => 0.1,
+        6..=8 => 0.6,
+        9..=17 => 1.0,
+        18..=22 => 0.6,
+        _ => 0.25,
+    }
 }
 
 fn exp_gap(rng: &mut Pcg64Mcg, mean: f64) -> i64 {
@@ -250,7 +271,20 @@ fn user_timeline(g: &mut Gen<'_>, user: &User, p: &SimParams) {
     let flight_at = (user.kind == Scenario::LegitFlight)
         .then(|| p.start_ms + g.rng.gen_range(p.span_ms / 5..p.span_ms / 2));
     let mut flown = false;
+    let mut landed_at = 0i64;
     while t < end {
+        // Daily rhythm: sessions start mostly in the user's local daytime.
+        let lon = f64::from(g.world.city(city).location.lon);
+        while t < end
+            && !g.rng.gen_bool(activity(
+                (t as f64 / 3_600_000.0 + lon / 15.0).rem_euclid(24.0),
+            ))
+        {
+            t += 15 * 60_000;
+        }
+        if t >= end {
+            break;
+        }
         let life = g.rng.gen_range(p.token_life_ms.0..=p.token_life_ms.1);
         let token = Token {
             seq: g.next_token,
@@ -265,6 +299,8 @@ fn user_timeline(g: &mut Gen<'_>, user: &User, p: &SimParams) {
                     Scenario::Concurrent,
                     Scenario::ProxySameCountry,
                     Scenario::BurstScrape,
+                    Scenario::LowAndSlow,
+                    Scenario::ReplayAfterLogout,
                 ]
                 .choose(&mut g.rng)
                 .expect("non-empty"),
@@ -289,10 +325,11 @@ fn user_timeline(g: &mut Gen<'_>, user: &User, p: &SimParams) {
         let mut ts = token.iat_ms;
         let mut burst = 0u32;
         // Victims of "replay after theft" tend to stop; concurrent victims go on.
-        let victim_stops = matches!(
-            attack,
-            Some(Scenario::ReplayForeign | Scenario::BurstScrape)
-        ) && g.rng.gen_bool(0.5);
+        let victim_stops = attack == Some(Scenario::ReplayAfterLogout)
+            || (matches!(
+                attack,
+                Some(Scenario::ReplayForeign | Scenario::BurstScrape)
+            ) && g.rng.gen_bool(0.5));
         while ts < token.exp_ms && ts < end {
             if victim_stops && stolen_at.is_some_and(|s| ts > s) {
                 break;
@@ -310,6 +347,7 @@ fn user_timeline(g: &mut Gen<'_>, user: &User, p: &SimParams) {
                     let flight_ms = ((km / 750.0) * 3600.0 * 1000.0) as i64 + 3_600_000;
                     city = dest;
                     ts += flight_ms;
+                    landed_at = ts;
                     ip = address_in(&mut g.rng, g.world.city(city), 0.3);
                     if ts >= token.exp_ms {
                         break;
@@ -375,10 +413,23 @@ fn user_timeline(g: &mut Gen<'_>, user: &User, p: &SimParams) {
                         *TOOLS.choose(&mut g.rng).expect("non-empty"),
                     )
                 }
+                // Ten minutes apart on average, with the victim's browser string.
+                Scenario::LowAndSlow => (far, 600_000.0, user.ua),
+                Scenario::ReplayAfterLogout => (
+                    far,
+                    p.mean_gap_ms,
+                    *TOOLS.choose(&mut g.rng).expect("non-empty"),
+                ),
                 _ => (far, 400.0, *TOOLS.choose(&mut g.rng).expect("non-empty")),
             };
             let aip = address_in(&mut g.rng, g.world.city(acity), 0.2);
-            let mut ts = stolen + g.rng.gen_range(p.attack_delay_ms.0..p.attack_delay_ms.1);
+            let delay = if kind == Scenario::ReplayAfterLogout {
+                // Well after the session ended, while the token still lives.
+                ((token.exp_ms - stolen) / 2).max(1_000)
+            } else {
+                g.rng.gen_range(p.attack_delay_ms.0..p.attack_delay_ms.1)
+            };
+            let mut ts = stolen + delay;
             let stop = token.exp_ms.min(end);
             let mut n = 0;
             while ts < stop && n < 400 {
@@ -393,6 +444,8 @@ fn user_timeline(g: &mut Gen<'_>, user: &User, p: &SimParams) {
                 n += 1;
             }
         }
-        t = token.exp_ms + exp_gap(&mut g.rng, 10.0 * 60_000.0);
+        // The next token starts after this one expired and, for a flyer,
+        // after the plane has landed.
+        t = token.exp_ms.max(landed_at) + exp_gap(&mut g.rng, 10.0 * 60_000.0);
     }
 }

@@ -1,0 +1,128 @@
+//! The simulator's contract: deterministic for a seed, labels consistent,
+//! time ordered, legitimate flights no faster than an airliner, and labels
+//! invisible to the detector.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::*;
+use tokenwatch::geo::haversine_km;
+use tokenwatch::sim::{generate, Scenario, SimParams, World};
+use tokenwatch::telemetry::Event;
+
+fn world() -> World {
+    World::from_geo(&geo().load().db)
+}
+
+fn params(seed: u64) -> SimParams {
+    SimParams {
+        seed,
+        users: 120,
+        span_ms: 3 * 3600 * 1000,
+        attack_share: 0.05,
+        ..SimParams::default()
+    }
+}
+
+fn bytes(seed: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in generate(&world(), &params(seed)) {
+        let id = e.sim_token_id(seed);
+        serde_json::to_writer(&mut out, &e.to_wire(&id, None, true)).unwrap();
+        out.push(b'\n');
+    }
+    out
+}
+
+#[test]
+fn the_same_seed_gives_the_same_bytes() {
+    let a = bytes(7);
+    assert!(!a.is_empty());
+    assert_eq!(a, bytes(7));
+    assert_ne!(a, bytes(8));
+}
+
+#[test]
+fn labels_and_times_are_consistent() {
+    let events = generate(&world(), &params(3));
+    assert!(
+        events.windows(2).all(|w| w[0].ts_ms <= w[1].ts_ms),
+        "sorted by time"
+    );
+    let mut scenarios = std::collections::BTreeSet::new();
+    for e in &events {
+        let l = &e.label;
+        scenarios.insert(l.scenario);
+        assert_eq!(l.attacked, l.scenario.is_attack(), "{l:?}");
+        if l.attacker {
+            assert!(
+                l.attacked && e.ts_ms > l.stolen_at_ms,
+                "attacker requests come after the theft: {l:?}"
+            );
+        }
+        if !l.attacked {
+            assert_eq!(l.stolen_at_ms, 0);
+        }
+        assert!(
+            e.ts_ms / 1000 >= e.token_iat_s && e.ts_ms / 1000 <= e.token_exp_s,
+            "used within the token's life"
+        );
+    }
+    for s in [
+        Scenario::LegitHome,
+        Scenario::LegitMobile,
+        Scenario::LegitVpn,
+        Scenario::ReplayForeign,
+    ] {
+        assert!(scenarios.contains(&s), "{s:?} present");
+    }
+}
+
+#[test]
+fn legitimate_flights_are_never_faster_than_an_airliner() {
+    let db = geo();
+    let db = &db.load().db;
+    let events = generate(
+        &world(),
+        &SimParams {
+            p_flight: 0.5,
+            span_ms: 24 * 3600 * 1000,
+            ..params(5)
+        },
+    );
+    let mut last: HashMap<u32, (i64, f64, f64)> = HashMap::new();
+    let mut flights = 0;
+    for e in events
+        .iter()
+        .filter(|e| e.label.scenario == Scenario::LegitFlight && !e.label.attacker)
+    {
+        let loc = *db
+            .lookup(e.ip)
+            .location()
+            .expect("simulated addresses geolocate");
+        let (lat, lon) = (f64::from(loc.lat), f64::from(loc.lon));
+        if let Some((t, plat, plon)) = last.insert(e.sub, (e.ts_ms, lat, lon)) {
+            let km = haversine_km(plat, plon, lat, lon);
+            if km > 100.0 {
+                flights += 1;
+                let kmh = km / ((e.ts_ms - t) as f64 / 3_600_000.0);
+                assert!(kmh < 900.0, "{km:.0} km at {kmh:.0} km/h");
+            }
+        }
+    }
+    assert!(flights > 0, "some users flew");
+}
+
+#[test]
+fn the_label_is_not_read_by_the_detector() {
+    let e = &generate(&world(), &params(9))[0];
+    let id = e.sim_token_id(9);
+    let with = serde_json::to_vec(&e.to_wire(&id, None, true)).unwrap();
+    let without = serde_json::to_vec(&e.to_wire(&id, None, false)).unwrap();
+    assert_ne!(with, without);
+    assert_eq!(
+        Event::parse(&with).unwrap(),
+        Event::parse(&without).unwrap()
+    );
+}
