@@ -89,6 +89,23 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
+    // The same records with `ts` as epoch milliseconds: what the RFC 3339
+    // timestamp costs.
+    let epoch: Vec<Vec<u8>> = records
+        .iter()
+        .map(|r| {
+            let mut v: serde_json::Value = serde_json::from_slice(r).unwrap();
+            v["ts"] = serde_json::json!(Event::parse(r).unwrap().ts_ms);
+            serde_json::to_vec(&v).unwrap()
+        })
+        .collect();
+    g.bench_function("parse_event_epoch_ms", |b| {
+        b.iter(|| {
+            for r in &epoch {
+                std::hint::black_box(Event::parse(r).unwrap());
+            }
+        })
+    });
     g.bench_function("parse_geo_features_score", |b| {
         b.iter_batched(
             || Detector::new(geo.clone(), model.clone(), DetectorParams::default()),

@@ -120,6 +120,13 @@ impl Detector {
 
     /// Updates the token's state with `event` and returns its features.
     pub fn extract(&mut self, event: &Event<'_>) -> (TokenKey, Features, Lookup) {
+        let (key, f, lookup, _) = self.step(event);
+        (key, f, lookup)
+    }
+
+    /// One event through geo and features, on a single probe of the token
+    /// table; returns the state for the caller to finish with.
+    fn step(&mut self, event: &Event<'_>) -> (TokenKey, Features, Lookup, &mut TokenState) {
         let key = token_key(&event.token_id);
         self.clock_ms = self.clock_ms.max(event.ts_ms);
         self.events_since_expiry += 1;
@@ -144,7 +151,7 @@ impl Detector {
             &mut self.population,
         );
         self.late += u64::from(f.late);
-        (key, f, lookup)
+        (key, f, lookup, state)
     }
 
     /// Resolves `ip` for token `key` (creating its state if new), as the
@@ -157,8 +164,8 @@ impl Detector {
 
     /// Scores one event. The heart of tokenwatch.
     pub fn observe(&mut self, event: &Event<'_>) -> Verdict {
-        let (key, features, lookup) = self.extract(event);
-        let model = self.model.load();
+        let model = self.model.load_full();
+        let (key, features, lookup, state) = self.step(event);
         let score = model.score(&features);
         let a = &model.artifact;
         // A fired rule admits no innocent reading: it revokes whatever
@@ -170,7 +177,6 @@ impl Detector {
         } else {
             Action::None
         };
-        let state = self.store.entry(key, event.ts_ms);
         state.last_score = score.score;
         let escalated = action.level() > state.flagged_level;
         if escalated {

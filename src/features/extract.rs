@@ -285,9 +285,17 @@ pub fn observe(
     v[idx::RATE_VS_POP] = population.observe(class, state.rate_short);
 
     // --- novelty ------------------------------------------------------------
-    let ua_hash = xxhash_rust::xxh3::xxh3_64(ua_family(&event.user_agent).as_bytes()) as u32;
-    let new_ua = state.user_agents.insert(ua_hash);
-    let new_prefix = state.prefixes.insert(prefix_hash(event.ip));
+    // The family is only re-derived when the raw string changes.
+    let ua_raw = xxhash_rust::xxh3::xxh3_64(event.user_agent.as_bytes()) as u32;
+    let new_ua = if first || ua_raw != state.last_ua_raw {
+        state.last_ua_raw = ua_raw;
+        let family = xxhash_rust::xxh3::xxh3_64(ua_family(&event.user_agent).as_bytes()) as u32;
+        state.user_agents.insert(family)
+    } else {
+        false
+    };
+    let prefix = prefix_hash(event.ip);
+    let new_prefix = state.prefixes.insert(prefix);
     state.ips.insert(ip_hash(event.ip));
     if !first {
         v[idx::NEW_UA] = f32::from(u8::from(new_ua));
@@ -297,12 +305,14 @@ pub fn observe(
     }
 
     // --- shared egress -------------------------------------------------------
-    let prefix = prefix_hash(event.ip);
     let here_subjects =
         population.observe_egress(prefix, xxhash_rust::xxh3::xxh3_64(event.sub.as_bytes()));
-    let prev_subjects = state
-        .last_seen
-        .map_or(0.0, |s| population.egress_subjects(s.ip));
+    // Usually the previous request came from the same prefix: no second probe.
+    let prev_subjects = match state.last_seen {
+        Some(s) if prefix_hash(s.ip) == prefix => here_subjects,
+        Some(s) => population.egress_subjects(s.ip),
+        None => 0.0,
+    };
     let shared = here_subjects.max(prev_subjects) >= SHARED_EGRESS_SUBJECTS;
     v[idx::SHARED_EGRESS] = f32::from(u8::from(shared));
 

@@ -129,6 +129,9 @@ pub struct TokenState {
     pub last_score: f32,
     /// Geo database generation that resolved `last_seen`, for the shortcut.
     pub geo_generation: u32,
+    /// Hash of the last raw User-Agent string, to skip re-deriving its family.
+    #[serde(skip)]
+    pub last_ua_raw: u32,
 }
 
 impl TokenState {
@@ -154,6 +157,7 @@ impl TokenState {
             flagged_level: 0,
             last_score: 0.0,
             geo_generation: 0,
+            last_ua_raw: 0,
         }
     }
 }

@@ -36,14 +36,14 @@ impl TokenStore {
     /// The state of `key`, created at `ts_ms` if unknown. Creating a token
     /// when full evicts the least recently used one.
     pub fn entry(&mut self, key: TokenKey, ts_ms: i64) -> &mut TokenState {
-        if !self.tokens.contains(&key) {
-            if self.tokens.len() >= self.cap {
-                self.tokens.pop_lru();
-                self.evicted += 1;
-            }
-            self.tokens.put(key, TokenState::new(ts_ms));
+        // One probe in the common case; the membership check is only paid
+        // when the table is full and a new token must evict.
+        if self.tokens.len() >= self.cap && !self.tokens.contains(&key) {
+            self.tokens.pop_lru();
+            self.evicted += 1;
         }
-        self.tokens.get_mut(&key).expect("inserted above")
+        self.tokens
+            .get_or_insert_mut(key, || TokenState::new(ts_ms))
     }
 
     pub fn get(&self, key: &TokenKey) -> Option<&TokenState> {

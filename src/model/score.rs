@@ -29,18 +29,29 @@ pub struct Score {
     pub top: [Option<Contribution>; TOP_K],
 }
 
-/// Variance-stabilising transform applied before standardisation: speeds,
-/// distances and rates span orders of magnitude.
+/// Features that span orders of magnitude (speeds, distances, rates,
+/// counts) are log1p-transformed before standardisation.
+fn is_log(i: usize) -> bool {
+    matches!(
+        i,
+        idx::VELOCITY
+            | idx::MAX_VELOCITY
+            | idx::DISTANCE
+            | idx::BURST
+            | idx::RATE_VS_POP
+            | idx::DISTINCT_IPS
+            | idx::TOKEN_AGE
+            | idx::REQUESTS
+    )
+}
+
+/// Variance-stabilising transform applied before standardisation.
 pub fn transform(i: usize, x: f32) -> f32 {
     let x = if x.is_finite() { x } else { 0.0 };
-    match i {
-        idx::VELOCITY
-        | idx::MAX_VELOCITY
-        | idx::DISTANCE
-        | idx::BURST
-        | idx::RATE_VS_POP
-        | idx::DISTINCT_IPS => x.max(0.0).ln_1p(),
-        _ => x,
+    if is_log(i) {
+        x.max(0.0).ln_1p()
+    } else {
+        x
     }
 }
 
@@ -48,11 +59,31 @@ pub fn transform(i: usize, x: f32) -> f32 {
 #[derive(Clone, Debug)]
 pub struct Model {
     pub artifact: ModelArtifact,
+    /// Per feature, laid out for the scoring loop: whether it is log1p'd,
+    /// its mean, and weight ÷ scale (so scoring multiplies, never divides).
+    log: [bool; N_FEATURES],
+    mean: [f32; N_FEATURES],
+    coef: [f32; N_FEATURES],
 }
 
 impl Model {
+    /// Takes a checked artifact (`ModelArtifact::load` validates lengths).
     pub fn new(artifact: ModelArtifact) -> Model {
-        Model { artifact }
+        let mut log = [false; N_FEATURES];
+        let mut mean = [0f32; N_FEATURES];
+        let mut coef = [0f32; N_FEATURES];
+        for i in 0..N_FEATURES {
+            log[i] = is_log(i);
+            mean[i] = artifact.mean.get(i).copied().unwrap_or(0.0);
+            let scale = artifact.scale.get(i).copied().unwrap_or(1.0);
+            coef[i] = artifact.weights.get(i).copied().unwrap_or(0.0) / scale;
+        }
+        Model {
+            artifact,
+            log,
+            mean,
+            coef,
+        }
     }
 
     pub fn version(&self) -> &str {
@@ -60,12 +91,19 @@ impl Model {
     }
 
     pub fn score(&self, f: &Features) -> Score {
-        let a = &self.artifact;
-        let mut logit = a.bias;
+        let mut logit = self.artifact.bias;
         let mut terms = [0f32; N_FEATURES];
         for (i, term) in terms.iter_mut().enumerate() {
-            let z = (transform(i, f.values[i]) - a.mean[i]) / a.scale[i];
-            *term = a.weights[i] * z;
+            let x = f.values[i];
+            // Most heavy-tailed features are 0 on most requests: skip ln_1p(0).
+            let x = if !x.is_finite() || (self.log[i] && x <= 0.0) {
+                0.0
+            } else if self.log[i] {
+                x.ln_1p()
+            } else {
+                x
+            };
+            *term = self.coef[i] * (x - self.mean[i]);
             logit += *term;
         }
         let model_score = sigmoid(logit);
@@ -122,6 +160,45 @@ fn top_terms(terms: &[f32; N_FEATURES], f: &Features) -> [Option<Contribution>; 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn precomputed_scoring_equals_the_artifact_formula() {
+        use crate::features::FEATURE_NAMES;
+        let a = ModelArtifact {
+            format: crate::model::ARTIFACT_FORMAT,
+            version: "t".into(),
+            feature_schema_version: crate::features::FEATURE_SCHEMA_VERSION,
+            feature_names: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
+            mean: (0..N_FEATURES).map(|i| i as f32 * 0.1).collect(),
+            scale: (0..N_FEATURES).map(|i| 0.5 + i as f32 * 0.05).collect(),
+            weights: (0..N_FEATURES).map(|i| (i as f32 - 8.0) * 0.3).collect(),
+            bias: -2.0,
+            alert_threshold: 0.5,
+            revoke_threshold: 0.9,
+            training: Default::default(),
+        };
+        let mut values = [0f32; N_FEATURES];
+        for (i, v) in values.iter_mut().enumerate() {
+            *v = (i as f32 * 37.0) % 11.0;
+        }
+        let f = Features {
+            values,
+            from: None,
+            to: None,
+            dt_s: 0.0,
+            late: false,
+        };
+        let mut logit = a.bias;
+        for (i, x) in values.iter().enumerate() {
+            logit += a.weights[i] * (transform(i, *x) - a.mean[i]) / a.scale[i];
+        }
+        let got = Model::new(a).score(&f).model_score;
+        assert!(
+            (got - sigmoid(logit)).abs() < 1e-5,
+            "{got} vs {}",
+            sigmoid(logit)
+        );
+    }
 
     #[test]
     fn sigmoid_is_stable_at_extremes() {
