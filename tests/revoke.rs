@@ -48,6 +48,17 @@ fn decision(token_id: &str, handle: Option<String>) -> Decision {
     }
 }
 
+/// An RFC 7009 client of the loopback authorization server, basic auth.
+fn client_of(auth: &AuthServer) -> Rfc7009Client {
+    Rfc7009Client::new(params(
+        auth.revocation_url(),
+        &auth.client_id,
+        &auth.client_secret,
+        ClientAuth::ClientSecretBasic,
+    ))
+    .unwrap()
+}
+
 fn sealer() -> Sealer {
     let key = Sealer::generate_key();
     Sealer::new([("k1", key.as_str())]).unwrap()
@@ -82,13 +93,7 @@ async fn a_sealed_handle_really_revokes_the_token_at_the_authorization_server() 
             "{method:?}: the token is really gone"
         );
     }
-    let client = Rfc7009Client::new(params(
-        auth.revocation_url(),
-        &auth.client_id,
-        &auth.client_secret,
-        ClientAuth::ClientSecretBasic,
-    ))
-    .unwrap();
+    let client = client_of(&auth);
     let mut r = Revoker::new(Mode::Revoke, Some(s), Some(client));
     assert!(auth.is_active(&raw));
     r.settle(decision("tok-1", Some(handle.clone()))).await;
@@ -105,13 +110,7 @@ async fn a_sealed_handle_really_revokes_the_token_at_the_authorization_server() 
 async fn without_a_handle_nothing_is_posted_and_nothing_counts_as_revoked() {
     let stop = CancellationToken::new();
     let auth = AuthServer::start(stop.clone()).await.unwrap();
-    let client = Rfc7009Client::new(params(
-        auth.revocation_url(),
-        &auth.client_id,
-        &auth.client_secret,
-        ClientAuth::ClientSecretBasic,
-    ))
-    .unwrap();
+    let client = client_of(&auth);
     let mut r = Revoker::new(Mode::Revoke, Some(sealer()), Some(client));
     let out = r.settle(decision("tok-2", None)).await.outcome;
     assert!(matches!(out, Outcome::Unrevocable { .. }), "{out:?}");
@@ -130,13 +129,7 @@ async fn a_handle_sealed_for_another_token_or_key_does_not_open() {
     let auth = AuthServer::start(stop.clone()).await.unwrap();
     let raw = auth.issue("alice");
     let handle = sealer().seal("tok-3", &raw); // another key
-    let client = Rfc7009Client::new(params(
-        auth.revocation_url(),
-        &auth.client_id,
-        &auth.client_secret,
-        ClientAuth::ClientSecretBasic,
-    ))
-    .unwrap();
+    let client = client_of(&auth);
     let mut r = Revoker::new(Mode::Revoke, Some(sealer()), Some(client));
     let out = r.settle(decision("tok-3", Some(handle))).await.outcome;
     assert_eq!(out.label(), "bad_handle");
@@ -151,13 +144,7 @@ async fn shadow_mode_never_calls_the_authorization_server() {
     let raw = auth.issue("alice");
     let s = sealer();
     let handle = s.seal("tok-4", &raw);
-    let client = Rfc7009Client::new(params(
-        auth.revocation_url(),
-        &auth.client_id,
-        &auth.client_secret,
-        ClientAuth::ClientSecretBasic,
-    ))
-    .unwrap();
+    let client = client_of(&auth);
     let mut r = Revoker::new(Mode::Shadow, Some(s), Some(client));
     let out = r.settle(decision("tok-4", Some(handle))).await.outcome;
     assert_eq!(out, Outcome::NotActed { mode: "shadow" });

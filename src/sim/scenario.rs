@@ -408,7 +408,8 @@ fn user_timeline(g: &mut Gen<'_>, user: &User, p: &SimParams) {
                         .world
                         .same_country(g.world.city(city).location.country, city);
                     (
-                        same.choose(&mut g.rng).copied().unwrap_or(far),
+                        // A one-city country: a proxy elsewhere in the same city.
+                        same.choose(&mut g.rng).copied().unwrap_or(city),
                         p.mean_gap_ms,
                         *TOOLS.choose(&mut g.rng).expect("non-empty"),
                     )
