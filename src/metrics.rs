@@ -28,6 +28,7 @@ pub struct Metrics {
     pub geo_build_epoch: Gauge,
     pub geo_reloads: IntCounterVec,
     pub model_info: IntGaugeVec,
+    pub model_reloads: IntCounterVec,
     pub decisions_published: IntCounterVec,
     pub revocations: IntCounterVec,
     pub revocation_seconds: HistogramVec,
@@ -150,6 +151,12 @@ impl Metrics {
                 &["result"],
             ),
             model_info: gauge_vec(&r, "tokenwatch_model_info", "The loaded model (value 1).", &["version"]),
+            model_reloads: counter_vec(
+                &r,
+                "tokenwatch_model_reloads_total",
+                "Model file reloads (SIGHUP) by result.",
+                &["result"],
+            ),
             decisions_published: counter_vec(
                 &r,
                 "tokenwatch_decisions_published_total",

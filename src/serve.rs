@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
-use crate::detect::Detector;
+use crate::detect::{Detector, ModelHandle};
 use crate::geo::{GeoError, GeoHandle};
 use crate::ingest::{
     self, IngestConsumer, IngestContext, Readiness, RevocationHandler, ScoringHandler,
@@ -65,9 +65,14 @@ fn consumer(
     topic: &str,
     name: &'static str,
     readiness: Option<Arc<Readiness>>,
+    metrics: Arc<Metrics>,
 ) -> Result<Arc<IngestConsumer>, ServeError> {
-    let c: IngestConsumer = ingest::consumer_config(&cfg.kafka, group)
-        .create_with_context(IngestContext { readiness, name })?;
+    let c: IngestConsumer =
+        ingest::consumer_config(&cfg.kafka, group).create_with_context(IngestContext {
+            readiness,
+            name,
+            metrics: Some(metrics),
+        })?;
     c.subscribe(&[topic])?;
     Ok(Arc::new(c))
 }
@@ -97,6 +102,7 @@ pub async fn serve(
         &cfg.kafka.telemetry_topic,
         "score",
         Some(readiness.clone()),
+        metrics.clone(),
     )?;
     let revoke_group = format!("{}.revoker", cfg.kafka.group_id);
     let revoke_consumer = consumer(
@@ -105,6 +111,7 @@ pub async fn serve(
         &cfg.kafka.decisions_topic,
         "revoke",
         None,
+        metrics.clone(),
     )?;
 
     let listener = tokio::net::TcpListener::bind(cfg.http_listen)
@@ -136,6 +143,12 @@ pub async fn serve(
     });
 
     let reload = tokio::spawn(watch_geo(geo.clone(), metrics.clone(), shutdown.clone()));
+    let model_reload = tokio::spawn(reload_model_on_hangup(
+        model.clone(),
+        cfg.model_path.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
 
     let detector = Detector::new(geo, model, cfg.detect.clone());
     let scoring = ScoringHandler::new(
@@ -180,7 +193,57 @@ pub async fn serve(
     let settled = revoke_task.await.unwrap_or_default();
     let _ = http.await;
     let _ = reload.await;
+    let _ = model_reload.await;
     Ok(ServeReport { scored, settled })
+}
+
+/// Loads the model file again and swaps it in; the next event is scored by
+/// the new model, no event is dropped. On error the loaded model stays.
+pub fn reload_model(
+    handle: &ModelHandle,
+    path: &std::path::Path,
+    metrics: &Metrics,
+) -> Result<String, ModelError> {
+    match ModelArtifact::load(path) {
+        Ok(artifact) => {
+            let model = Model::new(artifact);
+            let version = model.version().to_owned();
+            handle.store(Arc::new(model));
+            metrics.set_model_version(&version);
+            metrics.model_reloads.with_label_values(&["ok"]).inc();
+            tracing::info!(%version, "model reloaded");
+            Ok(version)
+        }
+        Err(e) => {
+            metrics.model_reloads.with_label_values(&["error"]).inc();
+            tracing::error!(error = %e, "model reload failed; keeping the loaded model");
+            Err(e)
+        }
+    }
+}
+
+/// `kill -HUP` reloads the model file.
+async fn reload_model_on_hangup(
+    handle: ModelHandle,
+    path: std::path::PathBuf,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = hup.recv() => { let _ = reload_model(&handle, &path, &metrics); }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    shutdown.cancelled().await;
 }
 
 /// Reloads the geo databases when a file is replaced (atomic rename gives

@@ -26,6 +26,10 @@ fn kafka_config(brokers: &str) -> KafkaConfig {
     let mut raw = RawConfig::default();
     raw.kafka.brokers = brokers.to_owned();
     raw.kafka.commit_interval = Duration::from_millis(200);
+    // Statistics (consumer lag) often enough for a test to see them.
+    raw.kafka
+        .properties
+        .insert("statistics.interval.ms".into(), "200".into());
     let cfg: Config = raw.validate().expect("valid config");
     cfg.kafka
 }
@@ -59,11 +63,12 @@ fn cluster() -> (
     (cluster, k)
 }
 
-fn scoring_consumer(k: &KafkaConfig) -> Arc<IngestConsumer> {
+fn scoring_consumer(k: &KafkaConfig, metrics: &Arc<Metrics>) -> Arc<IngestConsumer> {
     let c: IngestConsumer = ingest::consumer_config(k, &k.group_id)
         .create_with_context(IngestContext {
             readiness: None,
             name: "test",
+            metrics: Some(metrics.clone()),
         })
         .expect("consumer");
     c.subscribe(&[&k.telemetry_topic]).expect("subscribe");
@@ -165,7 +170,7 @@ async fn good_records_are_scored_malformed_ones_dead_lettered_and_offsets_commit
     let metrics = Arc::new(Metrics::new());
     let stop = CancellationToken::new();
     let task = tokio::spawn(ingest::run(
-        scoring_consumer(&k),
+        scoring_consumer(&k, &metrics),
         scoring_handler(&k, metrics.clone()),
         k.commit_interval,
         stop.clone(),
@@ -192,6 +197,14 @@ async fn good_records_are_scored_malformed_ones_dead_lettered_and_offsets_commit
         205,
         "committed offsets cover exactly what was handled"
     );
+    // librdkafka's statistics fed the lag gauge of each assigned partition.
+    let text = metrics.render();
+    for p in 0..3 {
+        let series = format!(
+            "tokenwatch_consumer_lag_messages{{partition=\"{p}\",topic=\"tokenwatch.telemetry\"}}"
+        );
+        assert!(text.contains(&series), "{series} missing:\n{text}");
+    }
 
     // The dead-letter topic holds the five, with reasons, and no raw token.
     let dlq: StreamConsumer = ClientConfig::new()
@@ -244,7 +257,7 @@ async fn a_consumer_killed_mid_stream_skips_no_record_after_restart() {
         delay: Duration::from_millis(10),
     };
     let first = tokio::spawn(ingest::run(
-        scoring_consumer(&k),
+        scoring_consumer(&k, &metrics),
         handler,
         k.commit_interval,
         CancellationToken::new(),
@@ -270,7 +283,7 @@ async fn a_consumer_killed_mid_stream_skips_no_record_after_restart() {
     };
     let stop = CancellationToken::new();
     let second = tokio::spawn(ingest::run(
-        scoring_consumer(&k),
+        scoring_consumer(&k, &metrics),
         handler,
         k.commit_interval,
         stop.clone(),

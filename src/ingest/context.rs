@@ -8,6 +8,8 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::KafkaResult;
 use rdkafka::{ClientContext, TopicPartitionList};
 
+use crate::metrics::Metrics;
+
 /// What `/readyz` reports: ready once the consumer has partitions and the
 /// model is loaded.
 #[derive(Debug, Default)]
@@ -25,9 +27,59 @@ impl Readiness {
 pub struct IngestContext {
     pub readiness: Option<Arc<Readiness>>,
     pub name: &'static str,
+    /// Where librdkafka's periodic statistics land (consumer lag).
+    pub metrics: Option<Arc<Metrics>>,
 }
 
-impl ClientContext for IngestContext {}
+/// The part of librdkafka's statistics JSON tokenwatch reads. Parsed here
+/// rather than through `rdkafka::statistics::Statistics`, whose typed topic
+/// map comes back empty with the bundled librdkafka.
+#[derive(serde::Deserialize)]
+struct Stats {
+    #[serde(default)]
+    topics: std::collections::HashMap<String, TopicStats>,
+}
+
+#[derive(serde::Deserialize)]
+struct TopicStats {
+    #[serde(default)]
+    partitions: std::collections::HashMap<i32, PartitionStats>,
+}
+
+#[derive(serde::Deserialize)]
+struct PartitionStats {
+    #[serde(default)]
+    desired: bool,
+    #[serde(default = "unknown")]
+    consumer_lag_stored: i64,
+}
+
+fn unknown() -> i64 {
+    -1
+}
+
+impl ClientContext for IngestContext {
+    /// librdkafka's statistics (every `statistics.interval.ms`): export the
+    /// lag of each assigned partition behind its high watermark, counted
+    /// from the stored offset, i.e. records not yet fully handled.
+    fn stats_raw(&self, statistics: &[u8]) {
+        let Some(m) = &self.metrics else { return };
+        let Ok(stats) = serde_json::from_slice::<Stats>(statistics) else {
+            tracing::debug!(consumer = self.name, "unreadable librdkafka statistics");
+            return;
+        };
+        for (topic, t) in &stats.topics {
+            for (partition, p) in &t.partitions {
+                if *partition < 0 || !p.desired || p.consumer_lag_stored < 0 {
+                    continue;
+                }
+                m.consumer_lag
+                    .with_label_values(&[topic.as_str(), &partition.to_string()])
+                    .set(p.consumer_lag_stored);
+            }
+        }
+    }
+}
 
 impl ConsumerContext for IngestContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

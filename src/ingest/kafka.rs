@@ -19,7 +19,9 @@ pub fn consumer_config(k: &KafkaConfig, group_id: &str) -> ClientConfig {
         .set("partition.assignment.strategy", "cooperative-sticky")
         // librdkafka waits up to 500 ms for a fetch to fill by default; a
         // stolen token's next request should not wait that long.
-        .set("fetch.wait.max.ms", "50");
+        .set("fetch.wait.max.ms", "50")
+        // Feeds tokenwatch_consumer_lag_messages.
+        .set("statistics.interval.ms", "5000");
     for (key, value) in &k.properties {
         c.set(key, value);
     }
