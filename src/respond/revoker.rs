@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::decision::Decision;
 use super::policy::Mode;
 use super::rfc7009::{CallError, Rfc7009Client};
-use super::seal::{SealError, Sealer};
+use super::seal::Sealer;
 use crate::detect::Action;
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -134,9 +134,6 @@ impl Revoker {
         };
         let token = match sealer.open(&d.token_id, handle) {
             Ok(t) => t,
-            Err(e @ (SealError::Open | SealError::Malformed | SealError::UnknownKey(_))) => {
-                return Outcome::BadHandle { why: e.to_string() }
-            }
             Err(e) => return Outcome::BadHandle { why: e.to_string() },
         };
         let result = client.revoke(&token, "access_token").await;
