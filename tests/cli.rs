@@ -11,17 +11,20 @@ fn tokenwatch() -> Command {
     c
 }
 
-#[test]
-fn the_example_config_is_valid() {
-    let out = tokenwatch()
-        .args(["config", "check", "deploy/config/tokenwatch.toml"])
-        .output()
-        .unwrap();
+/// Runs the command and asserts it succeeded, showing its stderr if not.
+fn run_ok(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    out
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    run_ok(tokenwatch().args(["config", "check", "deploy/config/tokenwatch.toml"]));
 }
 
 #[test]
@@ -82,23 +85,17 @@ async fn simulate_publishes_the_same_events_to_kafka_keyed_by_token() {
     cluster.create_topic("raw", 2, 1).unwrap();
     let brokers = cluster.bootstrap_servers();
     let args = ["simulate", "--seed", "4", "--users", "15", "--span", "1h"];
-    let file = tokenwatch().args(args).output().unwrap();
-    assert!(file.status.success());
+    let file = run_ok(tokenwatch().args(args));
     let lines: Vec<serde_json::Value> = String::from_utf8(file.stdout)
         .unwrap()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert!(!lines.is_empty());
-    let out = tokenwatch()
-        .args(args)
-        .args(["--brokers", &brokers, "--topic", "raw"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        tokenwatch()
+            .args(args)
+            .args(["--brokers", &brokers, "--topic", "raw"]),
     );
 
     let c: StreamConsumer = rdkafka::ClientConfig::new()
