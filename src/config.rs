@@ -54,6 +54,7 @@ pub struct RawKafka {
     pub telemetry_topic: String,
     pub deadletter_topic: String,
     pub decisions_topic: String,
+    pub audit_topic: String,
     #[serde(with = "humantime_serde")]
     pub commit_interval: Duration,
     /// Extra librdkafka properties (security.protocol, sasl.*, …).
@@ -68,6 +69,7 @@ impl Default for RawKafka {
             telemetry_topic: "tokenwatch.telemetry".into(),
             deadletter_topic: "tokenwatch.deadletter".into(),
             decisions_topic: "tokenwatch.decisions".into(),
+            audit_topic: "tokenwatch.audit".into(),
             commit_interval: Duration::from_secs(1),
             properties: BTreeMap::new(),
         }
@@ -103,6 +105,9 @@ pub struct RawDetect {
     #[serde(with = "humantime_serde")]
     pub idle_ttl: Duration,
     pub geo_cache_entries: usize,
+    /// Where the operator's allowlist is kept (read at start, rewritten on
+    /// every change through the admin API). None: in memory only.
+    pub allowlist_file: Option<PathBuf>,
 }
 
 impl Default for RawDetect {
@@ -117,6 +122,7 @@ impl Default for RawDetect {
             max_tokens: d.max_tokens.get(),
             idle_ttl: Duration::from_millis(d.idle_ttl_ms as u64),
             geo_cache_entries: d.geo_cache.get(),
+            allowlist_file: None,
         }
     }
 }
@@ -143,6 +149,25 @@ pub struct RawRespond {
     pub seal_keys: BTreeMap<String, String>,
     pub seal_key_order: Vec<String>,
     pub rfc7009: Option<RawRfc7009>,
+    pub brake: RawBrake,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawBrake {
+    /// Revocations allowed in `window` before the brake engages.
+    pub max_revocations: usize,
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+}
+
+impl Default for RawBrake {
+    fn default() -> Self {
+        RawBrake {
+            max_revocations: crate::respond::brake::DEFAULT_LIMIT,
+            window: crate::respond::brake::DEFAULT_WINDOW,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -173,12 +198,18 @@ fn default_retries() -> usize {
 #[serde(deny_unknown_fields, default)]
 pub struct RawHttp {
     pub listen: String,
+    /// Bearer credential for the admin routes; empty disables them.
+    pub admin_token: String,
+    /// Largest request body accepted, bytes.
+    pub max_body_bytes: usize,
 }
 
 impl Default for RawHttp {
     fn default() -> Self {
         RawHttp {
             listen: "127.0.0.1:9464".into(),
+            admin_token: String::new(),
+            max_body_bytes: 64 * 1024,
         }
     }
 }
@@ -193,6 +224,7 @@ pub struct KafkaConfig {
     pub telemetry_topic: String,
     pub deadletter_topic: String,
     pub decisions_topic: String,
+    pub audit_topic: String,
     pub commit_interval: Duration,
     pub properties: BTreeMap<String, String>,
 }
@@ -208,6 +240,26 @@ pub struct RespondConfig {
     pub mode: Mode,
     pub sealer: Option<Sealer>,
     pub rfc7009: Option<Rfc7009Params>,
+    pub brake_limit: usize,
+    pub brake_window: Duration,
+}
+
+#[derive(Clone)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    /// `None`: admin routes are disabled.
+    pub admin_token: Option<String>,
+    pub max_body_bytes: usize,
+}
+
+impl std::fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("listen", &self.listen)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -217,7 +269,8 @@ pub struct Config {
     pub detect: DetectorParams,
     pub model_path: PathBuf,
     pub respond: RespondConfig,
-    pub http_listen: SocketAddr,
+    pub http: HttpConfig,
+    pub allowlist_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -285,6 +338,7 @@ impl RawConfig {
             telemetry_topic: non_empty("kafka.telemetry_topic", &k.telemetry_topic)?,
             deadletter_topic: non_empty("kafka.deadletter_topic", &k.deadletter_topic)?,
             decisions_topic: non_empty("kafka.decisions_topic", &k.decisions_topic)?,
+            audit_topic: non_empty("kafka.audit_topic", &k.audit_topic)?,
             commit_interval: k.commit_interval,
             properties: k.properties.clone(),
         };
@@ -377,13 +431,35 @@ impl RawConfig {
                 "revoke mode with an RFC 7009 endpoint needs seal keys to open token handles",
             ));
         }
-        let http_listen = self
-            .http
-            .listen
-            .parse()
-            .map_err(|e: std::net::AddrParseError| {
-                invalid("http.listen", format!("{e} (want host:port)"))
-            })?;
+        if r.brake.max_revocations == 0 {
+            return Err(invalid(
+                "respond.brake.max_revocations",
+                "must be at least 1 (use mode = \"alert\" to revoke nothing)",
+            ));
+        }
+        if r.brake.window.is_zero() {
+            return Err(invalid("respond.brake.window", "must be greater than zero"));
+        }
+        let h = &self.http;
+        let listen = h.listen.parse().map_err(|e: std::net::AddrParseError| {
+            invalid("http.listen", format!("{e} (want host:port)"))
+        })?;
+        let admin_token = match h.admin_token.as_str() {
+            "" => None,
+            t if t.len() < 16 => {
+                return Err(invalid(
+                    "http.admin_token",
+                    "must be at least 16 characters (or empty to disable the admin routes)",
+                ))
+            }
+            t => Some(t.to_owned()),
+        };
+        if !(256..=16 * 1024 * 1024).contains(&h.max_body_bytes) {
+            return Err(invalid(
+                "http.max_body_bytes",
+                "must be between 256 and 16777216",
+            ));
+        }
         Ok(Config {
             kafka,
             geo: GeoConfig {
@@ -396,8 +472,15 @@ impl RawConfig {
                 mode: r.mode,
                 sealer,
                 rfc7009,
+                brake_limit: r.brake.max_revocations,
+                brake_window: r.brake.window,
             },
-            http_listen,
+            http: HttpConfig {
+                listen,
+                admin_token,
+                max_body_bytes: h.max_body_bytes,
+            },
+            allowlist_file: d.allowlist_file.clone(),
         })
     }
 }
@@ -422,6 +505,11 @@ mod tests {
         assert!(err("[detect]\nplausible_speed_kmh = 5").contains("detect.plausible_speed_kmh"));
         assert!(err("[detect]\nmax_tokens = 0").contains("detect.max_tokens"));
         assert!(err("[http]\nlisten = \"nonsense\"").contains("http.listen"));
+        assert!(err("[http]\nadmin_token = \"short\"").contains("http.admin_token"));
+        assert!(err("[http]\nmax_body_bytes = 1").contains("http.max_body_bytes"));
+        assert!(
+            err("[respond.brake]\nmax_revocations = 0").contains("respond.brake.max_revocations")
+        );
         assert!(err("[kafka]\nbrokers = \"\"").contains("kafka.brokers"));
         assert!(err("[kafka.properties]\n\"enable.auto.commit\" = \"true\"")
             .contains("kafka.properties"));

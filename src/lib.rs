@@ -7,6 +7,7 @@
 //! the pure core every path calls.
 
 pub mod api;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod detect;
@@ -14,6 +15,7 @@ pub mod eval;
 pub mod features;
 pub mod geo;
 pub mod ingest;
+pub mod journal;
 pub mod metrics;
 pub mod model;
 pub mod respond;

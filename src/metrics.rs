@@ -35,6 +35,8 @@ pub struct Metrics {
     pub commits: IntCounterVec,
     pub consumer_lag: IntGaugeVec,
     pub policy_mode: IntGaugeVec,
+    pub brake_engaged: IntGauge,
+    pub allowlist_entries: IntGauge,
     /// Last DetectorStats folded in, so counters advance by deltas.
     last_stats: std::sync::Mutex<DetectorStats>,
 }
@@ -187,6 +189,21 @@ impl Metrics {
                 &["topic", "partition"],
             ),
             policy_mode: gauge_vec(&r, "tokenwatch_policy_mode", "Response mode in force (value 1).", &["mode"]),
+            brake_engaged: {
+                let g = IntGauge::new(
+                    "tokenwatch_brake_engaged",
+                    "1 while the brake against mass revocation holds revocations.",
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("registered once");
+                g
+            },
+            allowlist_entries: {
+                let g = IntGauge::new("tokenwatch_allowlist_entries", "Entries in the operator's allowlist.")
+                    .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("registered once");
+                g
+            },
             last_stats: std::sync::Mutex::new(DetectorStats::default()),
             registry: r,
         }
@@ -220,6 +237,10 @@ impl Metrics {
     pub fn set_mode(&self, mode: &str) {
         self.policy_mode.reset();
         self.policy_mode.with_label_values(&[mode]).set(1);
+    }
+
+    pub fn set_brake(&self, b: &crate::respond::BrakeStatus) {
+        self.brake_engaged.set(i64::from(b.engaged));
     }
 
     /// The text exposition format, for `/metrics`.

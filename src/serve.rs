@@ -13,16 +13,17 @@ use rdkafka::producer::FutureProducer;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, AppState};
+use crate::api::{self, AdminToken, AllowlistStore, AppState, Service};
 use crate::config::Config;
 use crate::detect::{Detector, ModelHandle};
 use crate::geo::{GeoError, GeoHandle};
 use crate::ingest::{
     self, IngestConsumer, IngestContext, Readiness, RevocationHandler, ScoringHandler,
 };
+use crate::journal::{Alerts, Audit};
 use crate::metrics::Metrics;
 use crate::model::{Model, ModelArtifact, ModelError};
-use crate::respond::{Decision, Revoker, Rfc7009Client, Settled};
+use crate::respond::{Brake, Controls, Decision, Flagger, Outbox, Revoker, Rfc7009Client, Settled};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -39,6 +40,8 @@ pub enum ServeError {
     },
     #[error("revocation client: {0}")]
     Http(#[from] reqwest::Error),
+    #[error(transparent)]
+    Allowlist(#[from] api::allowlist::AllowlistFileError),
 }
 
 /// Optional taps for the demo and tests.
@@ -114,14 +117,48 @@ pub async fn serve(
         metrics.clone(),
     )?;
 
-    let listener = tokio::net::TcpListener::bind(cfg.http_listen)
+    let allowlist = match &cfg.allowlist_file {
+        Some(path) => api::allowlist::load_file(path)?,
+        None => Default::default(),
+    };
+    metrics
+        .allowlist_entries
+        .set(allowlist.entries().len() as i64);
+    let allowlist = AllowlistStore::new(
+        Arc::new(ArcSwap::from_pointee(allowlist)),
+        cfg.allowlist_file.clone(),
+    );
+    let detector = Arc::new(std::sync::Mutex::new(
+        Detector::new(geo.clone(), model.clone(), cfg.detect.clone())
+            .with_allowlist(allowlist.handle.clone()),
+    ));
+    let audit = Arc::new(Audit::with_topic(
+        10_000,
+        producer.clone(),
+        cfg.kafka.audit_topic.clone(),
+    ));
+    let flagger = Arc::new(Flagger::new(
+        Outbox::new(producer.clone(), cfg.kafka.decisions_topic.clone()),
+        Arc::new(Alerts::default()),
+        audit.clone(),
+        metrics.clone(),
+        hooks.decisions,
+    ));
+    let controls = Arc::new(Controls::new(
+        cfg.respond.mode,
+        Brake::new(cfg.respond.brake_limit, cfg.respond.brake_window),
+    ));
+    metrics.set_brake(&controls.brake.status());
+
+    let listen = cfg.http.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|source| ServeError::Listen {
-            addr: cfg.http_listen,
+            addr: listen,
             source,
         })?;
     let bound = listener.local_addr().map_err(|source| ServeError::Listen {
-        addr: cfg.http_listen,
+        addr: listen,
         source,
     })?;
     if let Some(tx) = hooks.http_bound {
@@ -131,6 +168,15 @@ pub async fn serve(
     let app = api::app(AppState {
         metrics: metrics.clone(),
         readiness: readiness.clone(),
+        service: Arc::new(Service {
+            detector: detector.clone(),
+            flagger: flagger.clone(),
+            controls: controls.clone(),
+            allowlist,
+            model_path: cfg.model_path.clone(),
+            admin_token: cfg.http.admin_token.as_deref().map(AdminToken::new),
+            max_body_bytes: cfg.http.max_body_bytes,
+        }),
     });
     let http_stop = shutdown.clone();
     let http = tokio::spawn(async move {
@@ -150,14 +196,12 @@ pub async fn serve(
         shutdown.clone(),
     ));
 
-    let detector = Detector::new(geo, model, cfg.detect.clone());
     let scoring = ScoringHandler::new(
         detector,
         producer.clone(),
         cfg.kafka.deadletter_topic.clone(),
-        cfg.kafka.decisions_topic.clone(),
+        flagger,
         metrics.clone(),
-        hooks.decisions,
     );
     let rfc7009 = cfg
         .respond
@@ -165,12 +209,13 @@ pub async fn serve(
         .clone()
         .map(Rfc7009Client::new)
         .transpose()?;
-    let revoker = Revoker::new(cfg.respond.mode, cfg.respond.sealer.clone(), rfc7009);
+    let revoker = Revoker::new(controls, cfg.respond.sealer.clone(), rfc7009);
     let revoking = RevocationHandler::new(
         revoker,
         producer,
         cfg.kafka.deadletter_topic.clone(),
         metrics.clone(),
+        audit,
         hooks.settled,
     );
 

@@ -17,7 +17,9 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokenwatch::config::{Config, KafkaConfig, RawConfig};
 use tokenwatch::ingest::{self, Handler, IngestConsumer, IngestContext, ScoringHandler, Transient};
+use tokenwatch::journal::{Alerts, Audit};
 use tokenwatch::metrics::Metrics;
+use tokenwatch::respond::{Flagger, Outbox};
 use tokio_util::sync::CancellationToken;
 
 const RAW_JWT: &str = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXZhbHVl";
@@ -77,13 +79,19 @@ fn scoring_consumer(k: &KafkaConfig, metrics: &Arc<Metrics>) -> Arc<IngestConsum
 
 fn scoring_handler(k: &KafkaConfig, metrics: Arc<Metrics>) -> ScoringHandler {
     let producer: FutureProducer = ingest::producer_config(k).create().expect("producer");
+    let flagger = Arc::new(Flagger::new(
+        Outbox::new(producer.clone(), k.decisions_topic.clone()),
+        Arc::new(Alerts::default()),
+        Arc::new(Audit::in_memory(100)),
+        metrics.clone(),
+        None,
+    ));
     ScoringHandler::new(
-        detector(),
+        Arc::new(Mutex::new(detector())),
         producer,
         k.deadletter_topic.clone(),
-        k.decisions_topic.clone(),
+        flagger,
         metrics,
-        None,
     )
 }
 

@@ -12,7 +12,7 @@ use axum::Router;
 use tokenwatch::demo::AuthServer;
 use tokenwatch::detect::Action;
 use tokenwatch::respond::{
-    ClientAuth, Decision, Mode, Outcome, Revoker, Rfc7009Client, Rfc7009Params, Sealer,
+    ClientAuth, Controls, Decision, Mode, Outcome, Revoker, Rfc7009Client, Rfc7009Params, Sealer,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -81,7 +81,11 @@ async fn a_sealed_handle_really_revokes_the_token_at_the_authorization_server() 
             method,
         ))
         .unwrap();
-        let mut r = Revoker::new(Mode::Revoke, Some(s.clone()), Some(client));
+        let mut r = Revoker::new(
+            Controls::with_mode(Mode::Revoke),
+            Some(s.clone()),
+            Some(client),
+        );
         let settled = r.settle(decision("tok-m", Some(handle))).await;
         assert_eq!(
             settled.outcome,
@@ -94,7 +98,7 @@ async fn a_sealed_handle_really_revokes_the_token_at_the_authorization_server() 
         );
     }
     let client = client_of(&auth);
-    let mut r = Revoker::new(Mode::Revoke, Some(s), Some(client));
+    let mut r = Revoker::new(Controls::with_mode(Mode::Revoke), Some(s), Some(client));
     assert!(auth.is_active(&raw));
     r.settle(decision("tok-1", Some(handle.clone()))).await;
     assert!(!auth.is_active(&raw));
@@ -111,7 +115,11 @@ async fn without_a_handle_nothing_is_posted_and_nothing_counts_as_revoked() {
     let stop = CancellationToken::new();
     let auth = AuthServer::start(stop.clone()).await.unwrap();
     let client = client_of(&auth);
-    let mut r = Revoker::new(Mode::Revoke, Some(sealer()), Some(client));
+    let mut r = Revoker::new(
+        Controls::with_mode(Mode::Revoke),
+        Some(sealer()),
+        Some(client),
+    );
     let out = r.settle(decision("tok-2", None)).await.outcome;
     assert!(matches!(out, Outcome::Unrevocable { .. }), "{out:?}");
     assert_eq!(out.label(), "unrevocable");
@@ -130,7 +138,11 @@ async fn a_handle_sealed_for_another_token_or_key_does_not_open() {
     let raw = auth.issue("alice");
     let handle = sealer().seal("tok-3", &raw); // another key
     let client = client_of(&auth);
-    let mut r = Revoker::new(Mode::Revoke, Some(sealer()), Some(client));
+    let mut r = Revoker::new(
+        Controls::with_mode(Mode::Revoke),
+        Some(sealer()),
+        Some(client),
+    );
     let out = r.settle(decision("tok-3", Some(handle))).await.outcome;
     assert_eq!(out.label(), "bad_handle");
     assert!(auth.is_active(&raw));
@@ -145,7 +157,7 @@ async fn shadow_mode_never_calls_the_authorization_server() {
     let s = sealer();
     let handle = s.seal("tok-4", &raw);
     let client = client_of(&auth);
-    let mut r = Revoker::new(Mode::Shadow, Some(s), Some(client));
+    let mut r = Revoker::new(Controls::with_mode(Mode::Shadow), Some(s), Some(client));
     let out = r.settle(decision("tok-4", Some(handle))).await.outcome;
     assert_eq!(out, Outcome::NotActed { mode: "shadow" });
     assert!(auth.is_active(&raw) && auth.revocation_requests() == 0);
@@ -179,7 +191,11 @@ async fn settle_against(script: Vec<u16>, token_id: &str) -> (Outcome, u32) {
     let s = sealer();
     let (url, calls) = scripted(script).await;
     let client = Rfc7009Client::new(params(url, "tw", "x", ClientAuth::ClientSecretBasic)).unwrap();
-    let mut r = Revoker::new(Mode::Revoke, Some(s.clone()), Some(client));
+    let mut r = Revoker::new(
+        Controls::with_mode(Mode::Revoke),
+        Some(s.clone()),
+        Some(client),
+    );
     let out = r
         .settle(decision(token_id, Some(s.seal(token_id, "v"))))
         .await
@@ -215,12 +231,66 @@ async fn wrong_client_credentials_are_a_permanent_failure() {
         ClientAuth::ClientSecretBasic,
     ))
     .unwrap();
-    let mut r = Revoker::new(Mode::Revoke, Some(s.clone()), Some(client));
+    let mut r = Revoker::new(
+        Controls::with_mode(Mode::Revoke),
+        Some(s.clone()),
+        Some(client),
+    );
     let out = r
         .settle(decision("tok-8", Some(s.seal("tok-8", &raw))))
         .await
         .outcome;
     assert_eq!(out.label(), "rejected");
     assert!(auth.is_active(&raw));
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn the_brake_holds_a_flood_of_revocations_but_not_an_operator() {
+    let stop = CancellationToken::new();
+    let auth = AuthServer::start(stop.clone()).await.unwrap();
+    let s = sealer();
+    let controls = Arc::new(Controls::new(
+        Mode::Revoke,
+        tokenwatch::respond::Brake::new(2, Duration::from_secs(300)),
+    ));
+    let mut r = Revoker::new(controls.clone(), Some(s.clone()), Some(client_of(&auth)));
+    let mut raws = Vec::new();
+    for i in 0..4 {
+        let id = format!("tok-b{i}");
+        let raw = auth.issue("alice");
+        let outcome = r
+            .settle(decision(&id, Some(s.seal(&id, &raw))))
+            .await
+            .outcome;
+        if i < 2 {
+            assert_eq!(outcome, Outcome::Revoked { attempts: 1 }, "{id}");
+            assert!(!auth.is_active(&raw));
+        } else {
+            assert_eq!(outcome, Outcome::Braked, "{id}");
+            assert!(auth.is_active(&raw), "{id}: held, not revoked");
+        }
+        raws.push(raw);
+    }
+    assert!(controls.brake.status().engaged);
+    assert_eq!(controls.brake.status().held, 2);
+
+    // The operator reviews and revokes one by hand: the brake does not hold
+    // a person, and the braked decision was not marked done.
+    let mut manual = Decision::manual("tok-b2", "alice", "reviewed", None, 0);
+    manual.token_handle = Some(s.seal("tok-b2", &raws[2]));
+    assert_eq!(
+        r.settle(manual).await.outcome,
+        Outcome::Revoked { attempts: 1 }
+    );
+    assert!(!auth.is_active(&raws[2]));
+
+    // Reset: automatic revocations flow again.
+    controls.brake.reset();
+    let outcome = r
+        .settle(decision("tok-b3", Some(s.seal("tok-b3", &raws[3]))))
+        .await
+        .outcome;
+    assert_eq!(outcome, Outcome::Revoked { attempts: 1 });
     stop.cancel();
 }

@@ -1,29 +1,76 @@
-//! The HTTP surface (axum): Prometheus metrics, liveness and readiness.
-//! `app()` builds the router without a socket so tests can drive it with
-//! `tower::ServiceExt::oneshot`.
+//! The HTTP surface (axum). `app()` builds the router without a socket so
+//! tests drive it with `tower::ServiceExt::oneshot`; `docs/openapi.yaml`
+//! describes every route.
+//!
+//! - operations: `/metrics`, `/healthz`, `/readyz`
+//! - queries: `POST /v1/score`, `GET /v1/tokens/{id}`, `GET /v1/alerts`,
+//!   `GET /v1/audit`, `GET /v1/policy`
+//! - admin (bearer credential, every action audited): revoke a token,
+//!   allowlist CRUD, model reload, mode switch, brake reset
 
+mod admin;
+pub mod allowlist;
+mod auth;
+mod error;
+mod journal;
+mod score;
+mod tokens;
+
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{delete, get, post, put};
 use axum::Router;
+
+pub use allowlist::AllowlistStore;
+pub use auth::AdminToken;
+pub use error::ApiError;
 
 use crate::ingest::Readiness;
 use crate::metrics::Metrics;
+use crate::respond::{Controls, Flagger, SharedDetector};
+
+/// Everything the `/v1` routes act on; shared with the consumers.
+pub struct Service {
+    pub detector: SharedDetector,
+    pub flagger: Arc<Flagger>,
+    pub controls: Arc<Controls>,
+    pub allowlist: AllowlistStore,
+    pub model_path: PathBuf,
+    pub admin_token: Option<AdminToken>,
+    pub max_body_bytes: usize,
+}
 
 #[derive(Clone)]
 pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<Readiness>,
+    pub service: Arc<Service>,
 }
 
 pub fn app(state: AppState) -> Router {
+    let limit = state.service.max_body_bytes;
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/v1/score", post(score::score))
+        .route("/v1/tokens/{token_id}", get(tokens::show))
+        .route("/v1/tokens/{token_id}/revoke", post(tokens::revoke))
+        .route("/v1/alerts", get(journal::alerts))
+        .route("/v1/audit", get(journal::audit))
+        .route("/v1/allowlist", get(admin::allowlist_list))
+        .route("/v1/allowlist", post(admin::allowlist_add))
+        .route("/v1/allowlist/{id}", delete(admin::allowlist_remove))
+        .route("/v1/model/reload", post(admin::model_reload))
+        .route("/v1/policy", get(admin::policy))
+        .route("/v1/policy/mode", put(admin::set_mode))
+        .route("/v1/policy/brake/reset", post(admin::reset_brake))
+        .fallback(|| async { ApiError::not_found("no such route; see docs/openapi.yaml") })
+        .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
 

@@ -12,6 +12,8 @@ mod authserver;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+use crate::clock::now_ms;
 use std::time::Duration;
 
 use rdkafka::mocking::MockCluster;
@@ -99,6 +101,7 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<DemoSumm
     cluster.create_topic(&cfg.kafka.telemetry_topic, 4, 1)?;
     cluster.create_topic(&cfg.kafka.decisions_topic, 2, 1)?;
     cluster.create_topic(&cfg.kafka.deadletter_topic, 1, 1)?;
+    cluster.create_topic(&cfg.kafka.audit_topic, 1, 1)?;
 
     let stop_all = CancellationToken::new();
     let auth = AuthServer::start(stop_all.clone()).await?;
@@ -279,12 +282,6 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<DemoSumm
     }
     drop(cluster);
     Ok(summary)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn report(

@@ -4,6 +4,7 @@
 //! the Kafka consumer, `POST /v1/score`, the simulator, `eval`, `train` and
 //! the benches all call it, so what is measured is what runs.
 
+mod allowlist;
 mod explain;
 
 use std::num::NonZeroUsize;
@@ -12,7 +13,8 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
-pub use explain::{explain, Explanation};
+pub use allowlist::{Allowlist, AllowlistError, AllowlistHandle, Entry, EntryKind};
+pub use explain::{explain, ExplainedFeature, Explanation};
 
 use crate::features::{self, FeatureParams, Features, Population, TokenState, TokenStore};
 use crate::geo::{GeoCache, GeoHandle, Loaded, Lookup};
@@ -52,6 +54,8 @@ pub struct Verdict {
     pub escalated: bool,
     pub features: Features,
     pub lookup: Lookup,
+    /// The subject is allowlisted: scored, never acted on.
+    pub suppressed: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -95,6 +99,7 @@ pub struct Detector {
     cache: GeoCache,
     population: Population,
     model: ModelHandle,
+    allowlist: AllowlistHandle,
     params: DetectorParams,
     shortcut_hits: u64,
     late: u64,
@@ -110,12 +115,19 @@ impl Detector {
             geo,
             population: Population::default(),
             model,
+            allowlist: AllowlistHandle::default(),
             params,
             shortcut_hits: 0,
             late: 0,
             clock_ms: 0,
             events_since_expiry: 0,
         }
+    }
+
+    /// Consults `allowlist` (shared with the admin API) from now on.
+    pub fn with_allowlist(mut self, allowlist: AllowlistHandle) -> Detector {
+        self.allowlist = allowlist;
+        self
     }
 
     /// Updates the token's state with `event` and returns its features.
@@ -136,13 +148,21 @@ impl Detector {
         }
         let geo = self.geo.load();
         let state = self.store.entry(key, event.ts_ms);
-        let lookup = locate(
+        let mut lookup = locate(
             state,
             &mut self.cache,
             &geo,
             event.ip,
             &mut self.shortcut_hits,
         );
+        let allow = self.allowlist.load();
+        if !allow.is_empty() {
+            if let Lookup::Located(l) = lookup {
+                if allow.is_egress(event.ip, l.asn) {
+                    lookup = Lookup::Unlocated(crate::geo::Unlocated::Allowlisted);
+                }
+            }
+        }
         let f = features::observe(
             state,
             event,
@@ -165,12 +185,18 @@ impl Detector {
     /// Scores one event. The heart of tokenwatch.
     pub fn observe(&mut self, event: &Event<'_>) -> Verdict {
         let model = self.model.load_full();
+        let suppressed = {
+            let allow = self.allowlist.load();
+            !allow.is_empty() && allow.is_subject(&event.sub)
+        };
         let (key, features, lookup, state) = self.step(event);
         let score = model.score(&features);
         let a = &model.artifact;
         // A fired rule admits no innocent reading: it revokes whatever
         // threshold the model was calibrated to.
-        let action = if score.rule.is_some() || score.score >= a.revoke_threshold {
+        let action = if suppressed {
+            Action::None
+        } else if score.rule.is_some() || score.score >= a.revoke_threshold {
             Action::Revoke
         } else if score.score >= a.alert_threshold {
             Action::Alert
@@ -189,6 +215,16 @@ impl Detector {
             escalated,
             features,
             lookup,
+            suppressed,
+        }
+    }
+
+    /// Undoes an escalation the caller could not record (the decision log
+    /// was unreachable), so the token's next request escalates again rather
+    /// than the decision being lost.
+    pub fn reopen(&mut self, key: &TokenKey, action: Action) {
+        if let Some(state) = self.store.get_mut(key) {
+            state.flagged_level = state.flagged_level.min(action.level().saturating_sub(1));
         }
     }
 
@@ -202,6 +238,10 @@ impl Detector {
 
     pub fn model(&self) -> &ModelHandle {
         &self.model
+    }
+
+    pub fn allowlist(&self) -> &AllowlistHandle {
+        &self.allowlist
     }
 
     pub fn stats(&self) -> DetectorStats {

@@ -50,6 +50,11 @@ impl TokenStore {
         self.tokens.peek(key)
     }
 
+    /// The token's state without touching its recency.
+    pub fn get_mut(&mut self, key: &TokenKey) -> Option<&mut TokenState> {
+        self.tokens.peek_mut(key)
+    }
+
     pub fn len(&self) -> usize {
         self.tokens.len()
     }

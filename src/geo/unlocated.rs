@@ -19,6 +19,9 @@ pub enum Unlocated {
     Reserved,
     /// A public address the database does not cover.
     NotInDatabase,
+    /// An operator listed the address, or its network, as shared egress (a
+    /// VPN or proxy): where it geolocates says nothing about the user.
+    Allowlisted,
 }
 
 /// Classifies special-purpose addresses; `None` for a public address.

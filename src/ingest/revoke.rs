@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 
 use super::consumer::{Handler, Transient};
 use super::deadletter;
+use crate::journal::Audit;
 use crate::metrics::Metrics;
 use crate::respond::{Decision, Outcome, Revoker, Settled};
 
@@ -20,6 +21,7 @@ pub struct RevocationHandler {
     producer: FutureProducer,
     deadletter_topic: String,
     metrics: Arc<Metrics>,
+    audit: Arc<Audit>,
     observer: Option<mpsc::UnboundedSender<Settled>>,
 }
 
@@ -29,6 +31,7 @@ impl RevocationHandler {
         producer: FutureProducer,
         deadletter_topic: String,
         metrics: Arc<Metrics>,
+        audit: Arc<Audit>,
         observer: Option<mpsc::UnboundedSender<Settled>>,
     ) -> RevocationHandler {
         RevocationHandler {
@@ -36,6 +39,7 @@ impl RevocationHandler {
             producer,
             deadletter_topic,
             metrics,
+            audit,
             observer,
         }
     }
@@ -82,6 +86,27 @@ impl Handler for RevocationHandler {
         } = &settled.outcome
         {
             return Err(Transient(format!("revocation not settled: {why}")));
+        }
+        self.metrics
+            .set_brake(&self.revoker.controls().brake.status());
+        let detail = serde_json::json!({
+            "decision_id": settled.decision.decision_id,
+            "outcome": settled.outcome,
+            "took_ms": settled.took.as_millis() as u64,
+        });
+        if let Err(e) = self
+            .audit
+            .record(
+                "revoker",
+                "settled",
+                Some(&settled.decision.token_id),
+                detail,
+            )
+            .await
+        {
+            // The outcome is in the log line above and the metrics; holding
+            // the decision back for the audit topic would delay revocations.
+            tracing::warn!(error = %e, "audit topic: settled decision not recorded");
         }
         if let Some(o) = &self.observer {
             let _ = o.send(settled);

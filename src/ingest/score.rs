@@ -3,91 +3,75 @@
 //! the dead-letter topic.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rdkafka::message::BorrowedMessage;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use rdkafka::Message;
-use tokio::sync::mpsc;
 
 use super::consumer::{Handler, Transient};
 use super::deadletter;
-use crate::detect::{explain, Action, Detector};
+use crate::clock::now_ms;
+use crate::detect::{Explanation, Verdict};
 use crate::metrics::Metrics;
-use crate::respond::Decision;
+use crate::respond::{self, Decision, Flagger, SharedDetector};
 use crate::telemetry::Event;
 
 pub struct ScoringHandler {
-    detector: Detector,
+    detector: SharedDetector,
     producer: FutureProducer,
     deadletter_topic: String,
-    decisions_topic: String,
+    flagger: Arc<Flagger>,
     metrics: Arc<Metrics>,
     /// A decision made but not yet acknowledged by the broker, with the
     /// record it came from. The detector has already escalated the token, so
     /// a retry must resend this decision rather than score the record again.
-    pending: Option<((i32, i64), Decision)>,
-    /// Decisions as they are logged (the demo prints them).
-    observer: Option<mpsc::UnboundedSender<Decision>>,
+    pending: Option<Pending>,
     since_stats: u32,
+}
+
+struct Pending {
+    at: (i32, i64),
+    decision: Decision,
+    verdict: Verdict,
+    explanation: Explanation,
 }
 
 impl ScoringHandler {
     pub fn new(
-        detector: Detector,
+        detector: SharedDetector,
         producer: FutureProducer,
         deadletter_topic: String,
-        decisions_topic: String,
+        flagger: Arc<Flagger>,
         metrics: Arc<Metrics>,
-        observer: Option<mpsc::UnboundedSender<Decision>>,
     ) -> ScoringHandler {
         ScoringHandler {
             detector,
             producer,
             deadletter_topic,
-            decisions_topic,
+            flagger,
             metrics,
             pending: None,
-            observer,
             since_stats: 0,
         }
     }
 
-    async fn publish(&self, d: &Decision) -> Result<(), Transient> {
-        let payload = serde_json::to_vec(d).expect("decision serialises");
-        let record = FutureRecord::to(&self.decisions_topic)
-            .key(d.token_id.as_bytes())
-            .payload(&payload);
-        self.producer
-            .send(record, Duration::from_secs(30))
+    async fn flag_pending(&mut self) -> Result<(), Transient> {
+        let p = self.pending.as_ref().expect("caller checked");
+        self.flagger
+            .flag(&p.decision, &p.verdict, &p.explanation)
             .await
-            .map(|_| ())
-            .map_err(|(e, _)| Transient(format!("decision log: {e}")))
+            .map_err(|e| Transient(format!("decision log: {e}")))?;
+        self.pending = None;
+        Ok(())
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Handler for ScoringHandler {
     async fn handle(&mut self, msg: &BorrowedMessage<'_>) -> Result<(), Transient> {
         let at = (msg.partition(), msg.offset());
-        if let Some((pos, d)) = &self.pending {
-            if *pos == at {
-                self.publish(d).await?;
-                self.metrics
-                    .decisions_published
-                    .with_label_values(&[d.action.as_str()])
-                    .inc();
-                let (_, d) = self.pending.take().expect("checked above");
-                if let Some(o) = &self.observer {
-                    let _ = o.send(d);
-                }
-                return Ok(());
-            }
+        if self.pending.as_ref().is_some_and(|p| p.at == at) {
+            return self.flag_pending().await;
         }
         let start = Instant::now();
         let payload = msg.payload().unwrap_or_default();
@@ -118,7 +102,8 @@ impl Handler for ScoringHandler {
                 return Ok(());
             }
         };
-        let verdict = self.detector.observe(&event);
+        let scored = respond::score(&self.detector, &event, false);
+        let verdict = scored.verdict;
         let m = &self.metrics;
         m.events_consumed.inc();
         m.verdicts
@@ -127,37 +112,15 @@ impl Handler for ScoringHandler {
         m.score.observe(f64::from(verdict.score.score));
         m.detection_latency_seconds
             .observe(((now_ms() - event.ts_ms).max(0) as f64) / 1000.0);
-        if verdict.escalated && verdict.action != Action::None {
-            let decision = {
-                let geo = self.detector.geo().load();
-                let model = self.detector.model().load();
-                let expl = explain(&verdict, event.ip, &geo.db);
-                Decision::from_explained(&event, &verdict, &expl, model.version(), now_ms())
-            };
-            let reason = decision.rule.as_deref().unwrap_or("model");
-            m.tokens_flagged
-                .with_label_values(&[verdict.action.as_str(), reason])
-                .inc();
-            tracing::info!(
-                token_id = %decision.token_id,
-                action = verdict.action.as_str(),
-                score = verdict.score.score,
-                why = %decision.explanation,
-                "token flagged"
-            );
-            self.pending = Some((at, decision));
-            m.processing_seconds.observe(start.elapsed().as_secs_f64());
-            let (_, d) = self.pending.as_ref().expect("just set");
-            self.publish(d).await?;
-            m.decisions_published
-                .with_label_values(&[verdict.action.as_str()])
-                .inc();
-            let (_, d) = self.pending.take().expect("just set");
-            if let Some(o) = &self.observer {
-                let _ = o.send(d);
-            }
-        } else {
-            m.processing_seconds.observe(start.elapsed().as_secs_f64());
+        m.processing_seconds.observe(start.elapsed().as_secs_f64());
+        if let (Some(decision), Some(explanation)) = (scored.decision, scored.explanation) {
+            self.pending = Some(Pending {
+                at,
+                decision,
+                verdict,
+                explanation,
+            });
+            self.flag_pending().await?;
         }
         self.since_stats += 1;
         if self.since_stats >= 256 {
@@ -168,6 +131,7 @@ impl Handler for ScoringHandler {
 
     fn tick(&mut self) {
         self.since_stats = 0;
-        self.metrics.observe_detector(self.detector.stats());
+        let stats = respond::lock(&self.detector).stats();
+        self.metrics.observe_detector(stats);
     }
 }

@@ -66,3 +66,36 @@ impl Decision {
         }
     }
 }
+
+/// `rule` of a decision an operator made by hand.
+pub const MANUAL_RULE: &str = "manual";
+
+impl Decision {
+    /// An operator's revocation of `token_id` (`POST /v1/tokens/{id}/revoke`).
+    /// Same decision id as an automatic revocation, so the revoker acts on
+    /// the token once whichever comes first.
+    pub fn manual(
+        token_id: &str,
+        sub: &str,
+        reason: &str,
+        token_handle: Option<String>,
+        now_ms: i64,
+    ) -> Decision {
+        Decision {
+            decision_id: Decision::decision_id(token_id, Action::Revoke),
+            token_id: token_id.to_owned(),
+            sub: sub.to_owned(),
+            tenant: None,
+            client_id: None,
+            action: Action::Revoke,
+            score: 1.0,
+            model_version: String::new(),
+            explanation: format!("revoked by an operator: {reason}"),
+            rule: Some(MANUAL_RULE.to_owned()),
+            event_ts_ms: now_ms,
+            decided_at_ms: now_ms,
+            token_handle,
+            token_exp: None,
+        }
+    }
+}

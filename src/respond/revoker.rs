@@ -6,13 +6,17 @@
 //! is recorded as `unrevocable`, never as success.
 
 use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use crate::clock::now_ms;
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
 use serde::Serialize;
 
 use super::decision::Decision;
-use super::policy::Mode;
+use super::decision::MANUAL_RULE;
+use super::policy::{Controls, Mode};
 use super::rfc7009::{CallError, Rfc7009Client};
 use super::seal::Sealer;
 use crate::detect::Action;
@@ -24,6 +28,9 @@ pub enum Outcome {
     Revoked { attempts: u32 },
     /// Policy said not to act (shadow or alert mode, or an alert-level decision).
     NotActed { mode: &'static str },
+    /// The brake against mass revocation held it; an operator reviews it
+    /// and revokes by hand (`POST /v1/tokens/{id}/revoke`) if it stands.
+    Braked,
     /// Already acted on (a replayed or duplicate decision).
     Duplicate,
     /// No sealed handle, or no RFC 7009 endpoint: nothing can revoke it here.
@@ -40,6 +47,7 @@ impl Outcome {
         match self {
             Outcome::Revoked { .. } => "revoked",
             Outcome::NotActed { .. } => "not_acted",
+            Outcome::Braked => "braked",
             Outcome::Duplicate => "duplicate",
             Outcome::Unrevocable { .. } => "unrevocable",
             Outcome::BadHandle { .. } => "bad_handle",
@@ -64,7 +72,7 @@ pub struct Settled {
 }
 
 pub struct Revoker {
-    mode: Mode,
+    controls: Arc<Controls>,
     sealer: Option<Sealer>,
     rfc7009: Option<Rfc7009Client>,
     /// Decision ids already settled, so duplicates are not acted on twice.
@@ -72,34 +80,42 @@ pub struct Revoker {
 }
 
 impl Revoker {
-    pub fn new(mode: Mode, sealer: Option<Sealer>, rfc7009: Option<Rfc7009Client>) -> Revoker {
+    pub fn new(
+        controls: Arc<Controls>,
+        sealer: Option<Sealer>,
+        rfc7009: Option<Rfc7009Client>,
+    ) -> Revoker {
         Revoker {
-            mode,
+            controls,
             sealer,
             rfc7009,
             done: LruCache::new(NonZeroUsize::new(100_000).expect("non-zero")),
         }
     }
 
+    pub fn controls(&self) -> &Arc<Controls> {
+        &self.controls
+    }
+
     pub fn mode(&self) -> Mode {
-        self.mode
+        self.controls.mode.get()
     }
 
     pub async fn settle(&mut self, d: Decision) -> Settled {
         let start = Instant::now();
         let outcome = self.act(&d).await;
+        // A retryable failure or a braked decision may still be acted on
+        // later, so neither marks the decision done.
         if !matches!(
             outcome,
             Outcome::Failed {
                 permanent: false,
                 ..
-            }
+            } | Outcome::Braked
         ) {
             self.done.put(d.decision_id.clone(), ());
         }
-        let settled_at_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let settled_at_ms = now_ms();
         Settled {
             decision: d,
             outcome,
@@ -112,10 +128,16 @@ impl Revoker {
         if self.done.contains(&d.decision_id) {
             return Outcome::Duplicate;
         }
-        if self.mode != Mode::Revoke || d.action != Action::Revoke {
+        let mode = self.controls.mode.get();
+        if mode != Mode::Revoke || d.action != Action::Revoke {
             return Outcome::NotActed {
-                mode: self.mode.as_str(),
+                mode: mode.as_str(),
             };
+        }
+        // Manual revocations by an operator are not held by the brake: the
+        // brake guards against the machine, not against the person.
+        if d.rule.as_deref() != Some(MANUAL_RULE) && !self.controls.brake.allow(now_ms()) {
+            return Outcome::Braked;
         }
         let Some(client) = &self.rfc7009 else {
             return Outcome::Unrevocable {

@@ -7,4 +7,4 @@ mod record;
 
 pub use error::{JsonError, TelemetryError};
 pub use identity::{keyed_token_id, looks_like_raw_token, token_key, TokenKey};
-pub use record::{Event, MAX_TOKEN_ID_LEN};
+pub use record::{check_token_id, Event, MAX_TOKEN_ID_LEN};

@@ -13,6 +13,21 @@ use serde::Deserialize;
 use super::error::TelemetryError;
 use super::identity::looks_like_raw_token;
 
+/// A token id must be an identifier, never the token itself: empty, overlong
+/// or token-shaped values are refused, and the error never echoes the value
+/// (it may be a live credential).
+pub fn check_token_id(token_id: &str) -> Result<(), TelemetryError> {
+    if token_id.is_empty() {
+        return Err(TelemetryError::Empty("token_id"));
+    }
+    if token_id.len() > MAX_TOKEN_ID_LEN || looks_like_raw_token(token_id) {
+        return Err(TelemetryError::RawTokenInTokenId {
+            len: token_id.len(),
+        });
+    }
+    Ok(())
+}
+
 /// Longest accepted `token_id`: a jti or a keyed hash is far shorter; anything
 /// longer is most likely a raw token pasted in the wrong field.
 pub const MAX_TOKEN_ID_LEN: usize = 128;
@@ -162,15 +177,7 @@ impl<'a> Wire<'a> {
             return Err(TelemetryError::Timestamp(ts_ms.to_string()));
         }
         let token_id = cow(self.token_id).ok_or(TelemetryError::Missing("token_id"))?;
-        if token_id.is_empty() {
-            return Err(TelemetryError::Empty("token_id"));
-        }
-        if token_id.len() > MAX_TOKEN_ID_LEN || looks_like_raw_token(&token_id) {
-            // Never echo the value: it may be a live credential.
-            return Err(TelemetryError::RawTokenInTokenId {
-                len: token_id.len(),
-            });
-        }
+        check_token_id(&token_id)?;
         let sub = cow(self.sub).ok_or(TelemetryError::Missing("sub"))?;
         let ip_text = cow(self.ip).ok_or(TelemetryError::Missing("ip"))?;
         let ip = parse_ip(&ip_text)?;

@@ -1,0 +1,206 @@
+//! Admin routes: the allowlist, the model, the response policy. Each needs
+//! the admin credential, and each change is audited before it is reported
+//! done.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::allowlist::ChangeError;
+use super::auth::Admin;
+use super::error::ApiError;
+use super::AppState;
+use crate::clock::now_ms;
+use crate::detect::{Entry, EntryKind};
+use crate::respond::{self, BrakeStatus, Mode};
+
+async fn audited(s: &AppState, action: &str, detail: serde_json::Value) -> Result<u64, ApiError> {
+    s.service
+        .flagger
+        .audit
+        .record("admin", action, None, detail)
+        .await
+        .map(|e| e.seq)
+        .map_err(|e| ApiError::unavailable(format!("audit topic: {e}")))
+}
+
+pub async fn allowlist_list(_: Admin, State(s): State<AppState>) -> Json<Vec<Entry>> {
+    Json(s.service.allowlist.handle.load().entries().to_vec())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewEntry {
+    /// Chosen by the server when omitted.
+    #[serde(default)]
+    pub id: Option<String>,
+    pub kind: EntryKind,
+    pub value: String,
+    #[serde(default)]
+    pub note: String,
+}
+
+fn change_error(e: ChangeError) -> ApiError {
+    match e {
+        ChangeError::Invalid(crate::detect::AllowlistError::DuplicateId(id)) => ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("an entry with id {id:?} already exists"),
+        ),
+        ChangeError::Invalid(e) => ApiError::bad_request("value", e.to_string()),
+        ChangeError::NotFound(id) => ApiError::not_found(format!("no allowlist entry {id:?}")),
+        ChangeError::File(e) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage",
+            format!("{e}; the allowlist was not changed"),
+        ),
+    }
+}
+
+pub async fn allowlist_add(
+    _: Admin,
+    State(s): State<AppState>,
+    body: Result<Json<NewEntry>, JsonRejection>,
+) -> Result<(StatusCode, Json<Entry>), ApiError> {
+    let Json(n) = body?;
+    let id = match n.id {
+        Some(id) if id.trim().is_empty() || id.len() > 128 => {
+            return Err(ApiError::bad_request(
+                "id",
+                "`id` must be 1 to 128 characters",
+            ))
+        }
+        Some(id) => id,
+        None => format!("al-{:016x}", rand::random::<u64>()),
+    };
+    let entry = Entry {
+        id,
+        kind: n.kind,
+        value: n.value,
+        note: n.note,
+        created_at_ms: now_ms(),
+    };
+    let added = s.service.allowlist.add(entry).await.map_err(change_error)?;
+    s.metrics
+        .allowlist_entries
+        .set(s.service.allowlist.handle.load().entries().len() as i64);
+    audited(
+        &s,
+        "allowlist_add",
+        serde_json::to_value(&added).expect("entry"),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(added)))
+}
+
+pub async fn allowlist_remove(
+    _: Admin,
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let removed = s
+        .service
+        .allowlist
+        .remove(&id)
+        .await
+        .map_err(change_error)?;
+    s.metrics
+        .allowlist_entries
+        .set(s.service.allowlist.handle.load().entries().len() as i64);
+    audited(
+        &s,
+        "allowlist_remove",
+        serde_json::to_value(&removed).expect("entry"),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+pub struct Reloaded {
+    pub version: String,
+}
+
+pub async fn model_reload(_: Admin, State(s): State<AppState>) -> Result<Json<Reloaded>, ApiError> {
+    let handle = respond::lock(&s.service.detector).model().clone();
+    let path = s.service.model_path.clone();
+    let metrics = s.metrics.clone();
+    // Reading and checking a model file is blocking work.
+    let result =
+        tokio::task::spawn_blocking(move || crate::serve::reload_model(&handle, &path, &metrics))
+            .await
+            .map_err(|e| ApiError::unavailable(format!("reload task: {e}")))?;
+    match result {
+        Ok(version) => {
+            audited(&s, "model_reload", serde_json::json!({"version": version})).await?;
+            Ok(Json(Reloaded { version }))
+        }
+        Err(e) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "model",
+            format!("{e}; the loaded model stays in use"),
+        )),
+    }
+}
+
+#[derive(Serialize)]
+pub struct PolicyView {
+    pub mode: Mode,
+    pub brake: BrakeStatus,
+    pub model_version: String,
+}
+
+pub async fn policy(State(s): State<AppState>) -> Json<PolicyView> {
+    let c = &s.service.controls;
+    let model_version = respond::lock(&s.service.detector)
+        .model()
+        .load()
+        .version()
+        .to_owned();
+    Json(PolicyView {
+        mode: c.mode.get(),
+        brake: c.brake.status(),
+        model_version,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetMode {
+    pub mode: Mode,
+}
+
+pub async fn set_mode(
+    _: Admin,
+    State(s): State<AppState>,
+    body: Result<Json<SetMode>, JsonRejection>,
+) -> Result<Json<PolicyView>, ApiError> {
+    let Json(m) = body?;
+    let before = s.service.controls.mode.set(m.mode);
+    s.metrics.set_mode(m.mode.as_str());
+    audited(
+        &s,
+        "mode_switch",
+        serde_json::json!({"from": before, "to": m.mode}),
+    )
+    .await?;
+    Ok(policy(State(s)).await)
+}
+
+pub async fn reset_brake(
+    _: Admin,
+    State(s): State<AppState>,
+) -> Result<Json<BrakeStatus>, ApiError> {
+    let before = s.service.controls.brake.status();
+    let after = s.service.controls.brake.reset();
+    s.metrics.set_brake(&after);
+    audited(
+        &s,
+        "brake_reset",
+        serde_json::json!({"was_engaged": before.engaged, "held": before.held}),
+    )
+    .await?;
+    Ok(Json(after))
+}

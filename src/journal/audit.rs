@@ -1,0 +1,104 @@
+//! The audit trail: every flag, every settled decision and every operator
+//! action, kept in a ring for `GET /v1/audit`, logged under the `audit`
+//! target, and published to the audit topic before the action is reported
+//! done.
+
+use std::time::Duration;
+
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use serde::{Deserialize, Serialize};
+
+use super::ring::{Page, Ring};
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct AuditEntry {
+    pub seq: u64,
+    pub at_ms: i64,
+    /// `detector`, `revoker`, or `admin`.
+    pub actor: String,
+    /// What happened: `flagged`, `settled`, `revoke`, `allowlist_add`, …
+    pub action: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<String>,
+    pub detail: serde_json::Value,
+}
+
+pub struct Audit {
+    ring: Ring<AuditEntry>,
+    sink: Option<(FutureProducer, String)>,
+}
+
+impl Audit {
+    /// In memory only (tests, tools).
+    pub fn in_memory(cap: usize) -> Audit {
+        Audit {
+            ring: Ring::new(cap),
+            sink: None,
+        }
+    }
+
+    /// Also published to `topic`, keyed by token id.
+    pub fn with_topic(cap: usize, producer: FutureProducer, topic: String) -> Audit {
+        Audit {
+            ring: Ring::new(cap),
+            sink: Some((producer, topic)),
+        }
+    }
+
+    /// Records one entry; returns once the audit topic has it (or at once
+    /// with no topic).
+    pub async fn record(
+        &self,
+        actor: &str,
+        action: &str,
+        token_id: Option<&str>,
+        detail: serde_json::Value,
+    ) -> Result<AuditEntry, rdkafka::error::KafkaError> {
+        let at_ms = crate::clock::now_ms();
+        let mut entry = None;
+        self.ring.push_with(|seq| {
+            let e = AuditEntry {
+                seq,
+                at_ms,
+                actor: actor.to_owned(),
+                action: action.to_owned(),
+                token_id: token_id.map(str::to_owned),
+                detail,
+            };
+            entry = Some(e.clone());
+            e
+        });
+        let entry = entry.expect("push_with ran");
+        tracing::info!(
+            target: "audit",
+            actor,
+            action,
+            token_id,
+            detail = %entry.detail,
+            "audit"
+        );
+        if let Some((producer, topic)) = &self.sink {
+            let payload = serde_json::to_vec(&entry).expect("audit entry serialises");
+            let mut record = FutureRecord::to(topic).payload(&payload);
+            if let Some(t) = token_id {
+                record = record.key(t.as_bytes());
+            }
+            producer
+                .send(record, Duration::from_secs(30))
+                .await
+                .map_err(|(e, _)| e)?;
+        }
+        Ok(entry)
+    }
+
+    pub fn page(
+        &self,
+        before: Option<u64>,
+        limit: usize,
+        token_id: Option<&str>,
+    ) -> Page<AuditEntry> {
+        self.ring.page(before, limit, |e| {
+            token_id.is_none_or(|t| e.token_id.as_deref() == Some(t))
+        })
+    }
+}
