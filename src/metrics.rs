@@ -75,7 +75,7 @@ impl Metrics {
         let r = Registry::new();
         let latency = prometheus::exponential_buckets(0.000_01, 4.0, 12).expect("valid buckets");
         let wall = prometheus::exponential_buckets(0.001, 2.0, 16).expect("valid buckets");
-        Metrics {
+        let m = Metrics {
             events_consumed: counter(&r, "tokenwatch_events_consumed_total", "Telemetry records consumed and scored."),
             events_rejected: counter_vec(
                 &r,
@@ -206,6 +206,32 @@ impl Metrics {
             },
             last_stats: std::sync::Mutex::new(DetectorStats::default()),
             registry: r,
+        };
+        m.zero_known_series();
+        m
+    }
+
+    /// Creates the series an alert watches at 0, so the first flag or the
+    /// first failure after a restart is an increase Prometheus can see
+    /// (a counter that appears already at 1 has no increase).
+    fn zero_known_series(&self) {
+        for action in ["alert", "revoke"] {
+            for reason in ["impossible_travel", "concurrent_use", "model", "manual"] {
+                self.tokens_flagged.with_label_values(&[action, reason]);
+            }
+            self.decisions_published.with_label_values(&[action]);
+        }
+        for outcome in [
+            "revoked",
+            "not_acted",
+            "braked",
+            "duplicate",
+            "unrevocable",
+            "bad_handle",
+            "rejected",
+            "gave_up",
+        ] {
+            self.revocations.with_label_values(&[outcome]);
         }
     }
 

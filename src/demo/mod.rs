@@ -41,7 +41,7 @@ pub struct DemoArgs {
     pub rate: u32,
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
-    /// Where /metrics, /healthz and /readyz listen.
+    /// Where the HTTP API (/v1/…, /metrics, /healthz, /readyz) listens.
     #[arg(long, default_value = "127.0.0.1:9464")]
     pub listen: SocketAddr,
     /// Share of tokens that get stolen.
@@ -120,6 +120,9 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<DemoSumm
         max_retries: 6,
     });
     cfg.http.listen = args.listen.to_string();
+    // A fresh admin credential per run, printed so the admin API can be tried.
+    let admin_token = format!("demo-{:032x}", rand::random::<u128>());
+    cfg.http.admin_token = admin_token.clone();
     cfg.model.path = args.model.clone();
     cfg.geo.city_db = vec![args.city_db.clone()];
     cfg.geo.asn_db = Some(args.asn_db.clone());
@@ -173,6 +176,10 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<DemoSumm
         args.duration,
         params.users,
         info.len(),
+        args.listen
+    );
+    println!(
+        "  try: curl -s http://{0}/v1/alerts | head -c 600; echo\n  admin: curl -s -H 'Authorization: Bearer {admin_token}' http://{0}/v1/allowlist",
         args.listen
     );
 
