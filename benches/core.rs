@@ -119,6 +119,27 @@ fn bench(c: &mut Criterion) {
             BatchSize::LargeInput,
         )
     });
+    // The Kafka path as it runs: the detector behind the lock it shares with
+    // the HTTP API, through `respond::score`.
+    g.bench_function("parse_score_shared_detector", |b| {
+        b.iter_batched(
+            || {
+                Arc::new(std::sync::Mutex::new(Detector::new(
+                    geo.clone(),
+                    model.clone(),
+                    DetectorParams::default(),
+                )))
+            },
+            |d| {
+                for r in &records {
+                    let e = Event::parse(r).unwrap();
+                    std::hint::black_box(tokenwatch::respond::score(&d, &e, false));
+                }
+                d
+            },
+            BatchSize::LargeInput,
+        )
+    });
     g.finish();
 }
 

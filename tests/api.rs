@@ -647,3 +647,50 @@ async fn brake_reset_releases_an_engaged_brake() {
         true
     );
 }
+
+#[tokio::test]
+async fn the_openapi_document_lists_exactly_the_routes_the_router_serves() {
+    let spec = std::fs::read_to_string(repo("docs/openapi.yaml")).unwrap();
+    let documented: std::collections::BTreeSet<String> = spec
+        .lines()
+        .filter(|l| l.starts_with("  /") && l.ends_with(':'))
+        .map(|l| l.trim().trim_end_matches(':').to_owned())
+        .collect();
+    let router = std::fs::read_to_string(repo("src/api/mod.rs")).unwrap();
+    let served: std::collections::BTreeSet<String> = router
+        .split(".route(\"")
+        .skip(1)
+        .map(|s| s.split('"').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(documented, served);
+    // And each documented path is routed (not the 404 fallback) for the
+    // first method the document gives it.
+    let f = fixture();
+    for path in &documented {
+        let concrete = path.replace("{token_id}", "tok-x").replace("{id}", "x");
+        let section = spec.split(&format!("\n  {path}:\n")).nth(1).unwrap();
+        let method = section
+            .trim_start()
+            .split(':')
+            .next()
+            .unwrap()
+            .to_uppercase();
+        let r = call(
+            &f,
+            Method::from_bytes(method.as_bytes()).unwrap(),
+            &concrete,
+            Some(ADMIN),
+            None,
+        )
+        .await;
+        let routed = r.status != StatusCode::NOT_FOUND
+            || r.text.contains("tracked")
+            || r.text.contains("no allowlist entry");
+        assert!(routed, "{method} {concrete}: {} {}", r.status, r.text);
+        assert_ne!(
+            r.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {concrete}"
+        );
+    }
+}

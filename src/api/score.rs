@@ -76,7 +76,7 @@ pub async fn score(
         explanation: explanation.text.clone(),
         top: explanation.top,
         features: named_features(&v),
-        model_version: scored.model_version,
+        model_version: scored.model_version.unwrap_or_default(),
         decision_id: scored.decision.map(|d| d.decision_id),
     }))
 }

@@ -33,7 +33,9 @@ pub struct Scored {
     pub explanation: Option<Explanation>,
     /// Present when the token escalated to alert or revoke.
     pub decision: Option<Decision>,
-    pub model_version: String,
+    /// Present with the explanation (not read on the quiet path: it would
+    /// cost an allocation per event).
+    pub model_version: Option<String>,
 }
 
 /// Scores `event` under the detector's lock and, if the token escalates,
@@ -42,18 +44,20 @@ pub fn score(detector: &SharedDetector, event: &Event<'_>, explain_all: bool) ->
     let mut det = lock(detector);
     let verdict = det.observe(event);
     let flag = verdict.escalated && verdict.action != Action::None;
-    let model_version = det.model().load().version().to_owned();
-    let explanation = (flag || explain_all).then(|| {
+    let (explanation, model_version) = if flag || explain_all {
         let geo = det.geo().load();
-        explain(&verdict, event.ip, &geo.db)
-    });
+        let version = det.model().load().version().to_owned();
+        (Some(explain(&verdict, event.ip, &geo.db)), Some(version))
+    } else {
+        (None, None)
+    };
     drop(det);
     let decision = flag.then(|| {
         Decision::from_explained(
             event,
             &verdict,
             explanation.as_ref().expect("explained when flagged"),
-            &model_version,
+            model_version.as_deref().expect("read when flagged"),
             now_ms(),
         )
     });
