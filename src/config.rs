@@ -9,12 +9,13 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Env, Format as _, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::detect::DetectorParams;
 use crate::features::FeatureParams;
+use crate::gateway::{FieldMap, Format, TrustedProxies};
 use crate::respond::{ClientAuth, Mode, Rfc7009Params, SealError, Sealer};
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,30 @@ pub struct RawConfig {
     pub model: RawModel,
     pub respond: RawRespond,
     pub http: RawHttp,
+    pub gateway: RawGateway,
+}
+
+/// Topics of gateway access logs read directly (single-instance setups; a
+/// fleet puts `tokenwatch normalize` in front, see docs/gateways.md).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawGateway {
+    /// Secret of the keyed hash that identifies opaque tokens (at least 16
+    /// bytes); the same as every producer's that derives ids.
+    pub hash_key: String,
+    /// Proxies whose X-Forwarded-For / Forwarded is believed (CIDR).
+    pub trusted_proxies: Vec<String>,
+    pub inputs: Vec<RawInput>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInput {
+    pub topic: String,
+    pub format: Format,
+    /// For `format = "mapped"`: JSON pointers to each field.
+    #[serde(default)]
+    pub mapping: Option<FieldMap>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -262,6 +287,31 @@ impl std::fmt::Debug for HttpConfig {
     }
 }
 
+/// One gateway topic, its table checked.
+#[derive(Debug, Clone)]
+pub struct GatewayInput {
+    pub topic: String,
+    pub format: Format,
+    pub map: FieldMap,
+}
+
+#[derive(Clone)]
+pub struct GatewayConfig {
+    pub hash_key: std::sync::Arc<[u8]>,
+    pub trusted: TrustedProxies,
+    pub inputs: Vec<GatewayInput>,
+}
+
+impl std::fmt::Debug for GatewayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayConfig")
+            .field("hash_key", &"<set>")
+            .field("trusted", &self.trusted)
+            .field("inputs", &self.inputs)
+            .finish()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub kafka: KafkaConfig,
@@ -271,6 +321,7 @@ pub struct Config {
     pub respond: RespondConfig,
     pub http: HttpConfig,
     pub allowlist_file: Option<PathBuf>,
+    pub gateway: GatewayConfig,
 }
 
 impl Config {
@@ -460,6 +511,7 @@ impl RawConfig {
                 "must be between 256 and 16777216",
             ));
         }
+        let gateway = self.gateway.validate(&kafka)?;
         Ok(Config {
             kafka,
             geo: GeoConfig {
@@ -481,6 +533,78 @@ impl RawConfig {
                 max_body_bytes: h.max_body_bytes,
             },
             allowlist_file: d.allowlist_file.clone(),
+            gateway,
+        })
+    }
+}
+
+impl RawGateway {
+    fn validate(&self, kafka: &KafkaConfig) -> Result<GatewayConfig, ConfigError> {
+        let trusted = self
+            .trusted_proxies
+            .iter()
+            .map(|c| {
+                c.parse::<ipnet::IpNet>()
+                    .or_else(|_| c.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        invalid(
+                            "gateway.trusted_proxies",
+                            format!("{c:?} is not a CIDR network"),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut inputs = Vec::new();
+        for (i, input) in self.inputs.iter().enumerate() {
+            let topic = non_empty("gateway.inputs.topic", &input.topic)?;
+            if topic == kafka.telemetry_topic
+                || inputs.iter().any(|x: &GatewayInput| x.topic == topic)
+            {
+                return Err(invalid(
+                    "gateway.inputs.topic",
+                    format!("{topic:?} is listed twice (or is kafka.telemetry_topic)"),
+                ));
+            }
+            let map = match (input.format, &input.mapping) {
+                (Format::Telemetry, _) => {
+                    return Err(invalid(
+                        "gateway.inputs.format",
+                        format!("input {i}: telemetry topics go in kafka.telemetry_topic"),
+                    ))
+                }
+                (Format::Mapped, Some(m)) => m.clone(),
+                (Format::Mapped, None) => {
+                    return Err(invalid(
+                        "gateway.inputs.mapping",
+                        format!("input {i}: format \"mapped\" needs a mapping"),
+                    ))
+                }
+                (f, None) => FieldMap::preset(f).expect("a preset for every gateway format"),
+                (_, Some(_)) => {
+                    return Err(invalid(
+                        "gateway.inputs.mapping",
+                        format!("input {i}: only format \"mapped\" takes a mapping"),
+                    ))
+                }
+            };
+            map.check()
+                .map_err(|why| invalid("gateway.inputs.mapping", format!("input {i}: {why}")))?;
+            inputs.push(GatewayInput {
+                topic,
+                format: input.format,
+                map,
+            });
+        }
+        if !inputs.is_empty() && self.hash_key.len() < 16 {
+            return Err(invalid(
+                "gateway.hash_key",
+                "gateway inputs need a hash key of at least 16 bytes to identify opaque tokens",
+            ));
+        }
+        Ok(GatewayConfig {
+            hash_key: std::sync::Arc::from(self.hash_key.as_bytes()),
+            trusted: TrustedProxies(trusted),
+            inputs,
         })
     }
 }
@@ -521,6 +645,32 @@ mod tests {
             "[respond.rfc7009]\nurl = \"ftp://x\"\nclient_id = \"a\"\nclient_secret = \"b\""
         )
         .contains("respond.rfc7009.url"));
+    }
+
+    #[test]
+    fn gateway_inputs_are_checked() {
+        let key = "hash_key = \"0123456789abcdef0123\"\n";
+        let ok = Config::from_toml(&format!(
+            "[gateway]\n{key}trusted_proxies = [\"10.0.0.0/8\"]\n[[gateway.inputs]]\ntopic = \"nginx.access\"\nformat = \"nginx\""
+        ))
+        .unwrap();
+        assert_eq!(ok.gateway.inputs[0].format, Format::Nginx);
+        assert!(err("[[gateway.inputs]]\ntopic = \"a\"\nformat = \"envoy\"")
+            .contains("gateway.hash_key"));
+        assert!(err(&format!(
+            "[gateway]\n{key}[[gateway.inputs]]\ntopic = \"a\"\nformat = \"mapped\""
+        ))
+        .contains("gateway.inputs.mapping"));
+        assert!(err(&format!(
+            "[gateway]\n{key}[[gateway.inputs]]\ntopic = \"a\"\nformat = \"mapped\"\n[gateway.inputs.mapping]\nts = \"/t\""
+        ))
+        .contains("must be mapped"));
+        assert!(err("[gateway]\ntrusted_proxies = [\"10.0.0.0/33\"]")
+            .contains("gateway.trusted_proxies"));
+        assert!(err(&format!(
+            "[gateway]\n{key}[[gateway.inputs]]\ntopic = \"a\"\nformat = \"apache\""
+        ))
+        .contains("apache"));
     }
 
     #[test]

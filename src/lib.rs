@@ -13,6 +13,7 @@ pub mod demo;
 pub mod detect;
 pub mod eval;
 pub mod features;
+pub mod gateway;
 pub mod geo;
 pub mod ingest;
 pub mod journal;

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, AdminToken, AllowlistStore, AppState, Service};
 use crate::config::Config;
 use crate::detect::{Detector, ModelHandle};
+use crate::gateway::Normalizer;
 use crate::geo::{GeoError, GeoHandle};
 use crate::ingest::{
     self, IngestConsumer, IngestContext, Readiness, RevocationHandler, ScoringHandler,
@@ -65,7 +66,7 @@ pub struct ServeReport {
 fn consumer(
     cfg: &Config,
     group: &str,
-    topic: &str,
+    topics: &[&str],
     name: &'static str,
     readiness: Option<Arc<Readiness>>,
     metrics: Arc<Metrics>,
@@ -76,7 +77,7 @@ fn consumer(
             name,
             metrics: Some(metrics),
         })?;
-    c.subscribe(&[topic])?;
+    c.subscribe(topics)?;
     Ok(Arc::new(c))
 }
 
@@ -99,10 +100,13 @@ pub async fn serve(
     readiness.model_loaded.store(true, Ordering::Release);
 
     let producer: FutureProducer = ingest::producer_config(&cfg.kafka).create()?;
+    let score_topics: Vec<&str> = std::iter::once(cfg.kafka.telemetry_topic.as_str())
+        .chain(cfg.gateway.inputs.iter().map(|i| i.topic.as_str()))
+        .collect();
     let score_consumer = consumer(
         &cfg,
         &cfg.kafka.group_id,
-        &cfg.kafka.telemetry_topic,
+        &score_topics,
         "score",
         Some(readiness.clone()),
         metrics.clone(),
@@ -111,7 +115,7 @@ pub async fn serve(
     let revoke_consumer = consumer(
         &cfg,
         &revoke_group,
-        &cfg.kafka.decisions_topic,
+        &[&cfg.kafka.decisions_topic],
         "revoke",
         None,
         metrics.clone(),
@@ -196,13 +200,28 @@ pub async fn serve(
         shutdown.clone(),
     ));
 
+    let gateways = cfg
+        .gateway
+        .inputs
+        .iter()
+        .map(|i| {
+            let n = Normalizer::new(
+                i.map.clone(),
+                cfg.gateway.trusted.clone(),
+                cfg.gateway.hash_key.clone(),
+                cfg.respond.sealer.clone(),
+            );
+            (i.topic.clone(), n)
+        })
+        .collect();
     let scoring = ScoringHandler::new(
         detector,
         producer.clone(),
         cfg.kafka.deadletter_topic.clone(),
         flagger,
         metrics.clone(),
-    );
+    )
+    .with_gateways(gateways);
     let rfc7009 = cfg
         .respond
         .rfc7009

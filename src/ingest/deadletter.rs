@@ -10,6 +10,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use crate::telemetry::looks_like_raw_token;
 
 /// Publishes `msg` to `topic` with `reason` and `error`; waits for the ack.
+/// Anything shaped like a raw token is redacted first.
 pub async fn publish(
     producer: &FutureProducer,
     topic: &str,
@@ -18,6 +19,19 @@ pub async fn publish(
     error: &str,
 ) -> Result<(), rdkafka::error::KafkaError> {
     let payload = redact(msg.payload().unwrap_or_default());
+    publish_payload(producer, topic, msg, &payload, reason, error).await
+}
+
+/// The same with a payload the caller has already made safe (a gateway
+/// record with its credential fields removed).
+pub async fn publish_payload(
+    producer: &FutureProducer,
+    topic: &str,
+    msg: &BorrowedMessage<'_>,
+    payload: &[u8],
+    reason: &str,
+    error: &str,
+) -> Result<(), rdkafka::error::KafkaError> {
     let partition = msg.partition().to_string();
     let offset = msg.offset().to_string();
     let headers = OwnedHeaders::new()
@@ -41,9 +55,7 @@ pub async fn publish(
             key: "tokenwatch.source.offset",
             value: Some(&offset),
         });
-    let mut record = FutureRecord::to(topic)
-        .payload(&payload[..])
-        .headers(headers);
+    let mut record = FutureRecord::to(topic).payload(payload).headers(headers);
     if let Some(k) = msg.key() {
         record = record.key(k);
     }
@@ -60,21 +72,28 @@ pub fn redact(payload: &[u8]) -> Vec<u8> {
     let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(payload) else {
         return payload.to_vec();
     };
-    fn walk(v: &mut serde_json::Value) -> bool {
-        match v {
-            serde_json::Value::String(s) if looks_like_raw_token(s) || s.starts_with("Bearer ") => {
-                *s = "[redacted]".into();
-                true
-            }
-            serde_json::Value::Array(a) => a.iter_mut().fold(false, |acc, x| walk(x) | acc),
-            serde_json::Value::Object(o) => o.values_mut().fold(false, |acc, x| walk(x) | acc),
-            _ => false,
-        }
-    }
-    if walk(&mut v) {
+    if redact_value(&mut v) {
         serde_json::to_vec(&v).expect("a Value serialises")
     } else {
         payload.to_vec()
+    }
+}
+
+/// Replaces, in place, every string shaped like a raw token or a bearer
+/// credential; true if anything was replaced.
+pub fn redact_value(v: &mut serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::String(s)
+            if looks_like_raw_token(s)
+                || s.get(..7)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("bearer ")) =>
+        {
+            *s = "[redacted]".into();
+            true
+        }
+        serde_json::Value::Array(a) => a.iter_mut().fold(false, |acc, x| redact_value(x) | acc),
+        serde_json::Value::Object(o) => o.values_mut().fold(false, |acc, x| redact_value(x) | acc),
+        _ => false,
     }
 }
 

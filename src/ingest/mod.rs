@@ -11,7 +11,7 @@ mod score;
 
 pub use consumer::{run, Handler, IngestConsumer, LoopStats, Transient};
 pub use context::{IngestContext, Readiness};
-pub use deadletter::redact;
+pub use deadletter::{redact, redact_value};
 pub use kafka::{consumer_config, producer_config};
 pub use revoke::RevocationHandler;
 pub use score::ScoringHandler;

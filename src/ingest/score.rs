@@ -2,6 +2,7 @@
 //! token escalates) a decision in the decision log. Malformed records go to
 //! the dead-letter topic.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,6 +14,7 @@ use super::consumer::{Handler, Transient};
 use super::deadletter;
 use crate::clock::now_ms;
 use crate::detect::{Explanation, Verdict};
+use crate::gateway::Normalizer;
 use crate::metrics::Metrics;
 use crate::respond::{self, Decision, Flagger, SharedDetector};
 use crate::telemetry::Event;
@@ -28,6 +30,8 @@ pub struct ScoringHandler {
     /// a retry must resend this decision rather than score the record again.
     pending: Option<Pending>,
     since_stats: u32,
+    /// Topics of gateway logs, read through their adapter.
+    gateways: HashMap<String, Normalizer>,
 }
 
 struct Pending {
@@ -53,7 +57,54 @@ impl ScoringHandler {
             metrics,
             pending: None,
             since_stats: 0,
+            gateways: HashMap::new(),
         }
+    }
+
+    /// Reads these topics as gateway logs (topic → adapter).
+    pub fn with_gateways(mut self, gateways: HashMap<String, Normalizer>) -> ScoringHandler {
+        self.gateways = gateways;
+        self
+    }
+
+    async fn reject(
+        &self,
+        msg: &BorrowedMessage<'_>,
+        payload: Option<&[u8]>,
+        reason: &'static str,
+        error: &str,
+    ) -> Result<(), Transient> {
+        let published = match payload {
+            Some(p) => {
+                deadletter::publish_payload(
+                    &self.producer,
+                    &self.deadletter_topic,
+                    msg,
+                    p,
+                    reason,
+                    error,
+                )
+                .await
+            }
+            None => {
+                deadletter::publish(&self.producer, &self.deadletter_topic, msg, reason, error)
+                    .await
+            }
+        };
+        published.map_err(|e| Transient(format!("dead-letter topic: {e}")))?;
+        self.metrics
+            .events_rejected
+            .with_label_values(&[reason])
+            .inc();
+        self.metrics.deadletters.with_label_values(&[reason]).inc();
+        tracing::debug!(
+            topic = msg.topic(),
+            partition = msg.partition(),
+            offset = msg.offset(),
+            reason,
+            "record dead-lettered"
+        );
+        Ok(())
     }
 
     async fn flag_pending(&mut self) -> Result<(), Transient> {
@@ -75,31 +126,36 @@ impl Handler for ScoringHandler {
         }
         let start = Instant::now();
         let payload = msg.payload().unwrap_or_default();
-        let event = match Event::parse(payload) {
+        // Gateway logs become telemetry first; the native topic (the hot
+        // path) pays one emptiness check for this.
+        let normalized;
+        let gateway = if self.gateways.is_empty() {
+            None
+        } else {
+            self.gateways.get(msg.topic())
+        };
+        let record = match gateway {
+            None => payload,
+            Some(n) => match n.normalize(payload) {
+                Ok(t) => {
+                    normalized = t.to_json();
+                    &normalized[..]
+                }
+                Err(e) => {
+                    let safe = n.redact(payload);
+                    return self
+                        .reject(msg, Some(&safe), e.reason(), &e.to_string())
+                        .await;
+                }
+            },
+        };
+        let event = match Event::parse(record) {
             Ok(e) => e,
             Err(e) => {
-                let reason = e.reason();
-                deadletter::publish(
-                    &self.producer,
-                    &self.deadletter_topic,
-                    msg,
-                    reason,
-                    &e.to_string(),
-                )
-                .await
-                .map_err(|e| Transient(format!("dead-letter topic: {e}")))?;
-                self.metrics
-                    .events_rejected
-                    .with_label_values(&[reason])
-                    .inc();
-                self.metrics.deadletters.with_label_values(&[reason]).inc();
-                tracing::debug!(
-                    partition = at.0,
-                    offset = at.1,
-                    reason,
-                    "record dead-lettered"
-                );
-                return Ok(());
+                let safe = gateway.map(|n| n.redact(payload));
+                return self
+                    .reject(msg, safe.as_deref(), e.reason(), &e.to_string())
+                    .await;
             }
         };
         let scored = respond::score(&self.detector, &event, false);

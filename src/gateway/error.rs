@@ -1,0 +1,33 @@
+/// Why a gateway record could not become telemetry. `reason()` is the
+/// dead-letter and metric label; no message ever carries a credential.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GatewayError {
+    #[error("not a JSON record: {0}")]
+    Json(String),
+    #[error("missing field: {0}")]
+    Missing(&'static str),
+    #[error("unreadable timestamp: {0}")]
+    Timestamp(String),
+    #[error("unreadable client address: {0}")]
+    Ip(String),
+    #[error("the Authorization header is not a bearer credential")]
+    NotBearer,
+    #[error("no bearer token, verified payload or token id in the record")]
+    NoToken,
+    #[error("the token id derived from the record is not a valid id")]
+    BadTokenId,
+}
+
+impl GatewayError {
+    pub fn reason(&self) -> &'static str {
+        match self {
+            GatewayError::Json(_) => "json",
+            GatewayError::Missing(_) => "missing_field",
+            GatewayError::Timestamp(_) => "timestamp",
+            GatewayError::Ip(_) => "ip",
+            GatewayError::NotBearer => "not_bearer",
+            GatewayError::NoToken => "no_token",
+            GatewayError::BadTokenId => "bad_token_id",
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! The token's identity, derived the moment a gateway record is read: the
+//! JWT `jti` when there is one, otherwise a keyed hash of the token. The raw
+//! token leaves this module only sealed, for the revoker.
+//!
+//! JWT claims are decoded without verifying the signature: the identifier
+//! does not need trust, and the gateway in front has verified (or refused)
+//! the token. A forged JWT carrying someone else's `jti` is refused by the
+//! gateway (401) before it reaches an upstream; to be safe against it being
+//! counted as the victim's traffic anyway, prefer a verified payload
+//! (`jwt_payload`, e.g. Envoy's jwt_authn metadata) where the gateway has one.
+
+use base64::Engine;
+use serde_json::Value;
+
+use super::GatewayError;
+use crate::respond::Sealer;
+use crate::telemetry::keyed_token_id;
+
+/// The claims tokenwatch uses.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Claims {
+    pub jti: Option<String>,
+    pub sub: Option<String>,
+    pub iat: Option<i64>,
+    pub exp: Option<i64>,
+    pub client_id: Option<String>,
+}
+
+impl Claims {
+    fn from_json(v: &Value) -> Claims {
+        let s = |k: &str| {
+            v.get(k)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        let n = |k: &str| v.get(k).and_then(Value::as_i64);
+        Claims {
+            jti: s("jti"),
+            sub: s("sub"),
+            iat: n("iat"),
+            exp: n("exp"),
+            client_id: s("client_id").or_else(|| s("azp")).or_else(|| s("cid")),
+        }
+    }
+
+    /// Fills what `self` lacks from `other`.
+    fn or(self, other: Claims) -> Claims {
+        Claims {
+            jti: self.jti.or(other.jti),
+            sub: self.sub.or(other.sub),
+            iat: self.iat.or(other.iat),
+            exp: self.exp.or(other.exp),
+            client_id: self.client_id.or(other.client_id),
+        }
+    }
+}
+
+#[derive(Debug, PartialEq)]
+pub struct TokenIdentity {
+    pub token_id: String,
+    pub claims: Claims,
+    /// The raw token sealed for the revoker, when a seal key is configured
+    /// and the record carried the token.
+    pub handle: Option<String>,
+}
+
+/// The token of an `Authorization: Bearer …` header value.
+pub fn bearer(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(' '))
+        .then_some(token)
+}
+
+/// The payload claims of a compact JWS, if `token` is one.
+fn jwt_claims(token: &str) -> Option<Claims> {
+    let mut parts = token.split('.');
+    let (_header, payload, _sig) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
+    let v: Value = serde_json::from_slice(&bytes).ok()?;
+    v.is_object().then(|| Claims::from_json(&v))
+}
+
+/// Derives the token's id and claims from whatever the record carries: the
+/// bearer credential, a decoded payload, or claims logged as fields.
+pub fn derive_identity(
+    authorization: Option<&str>,
+    jwt_payload: Option<&Value>,
+    mapped: Claims,
+    hash_key: &[u8],
+    sealer: Option<&Sealer>,
+) -> Result<TokenIdentity, GatewayError> {
+    let payload = jwt_payload.map(|v| match v {
+        // Some gateways log the payload as a JSON string.
+        Value::String(s) => serde_json::from_str::<Value>(s)
+            .map(|v| Claims::from_json(&v))
+            .unwrap_or_default(),
+        v => Claims::from_json(v),
+    });
+    let raw = match authorization {
+        Some(h) => Some(bearer(h).ok_or(GatewayError::NotBearer)?),
+        None => None,
+    };
+    let from_token = raw.and_then(jwt_claims).unwrap_or_default();
+    let claims = payload.unwrap_or_default().or(from_token).or(mapped);
+    let token_id = match (&claims.jti, raw) {
+        (Some(jti), _) => jti.clone(),
+        (None, Some(raw)) => keyed_token_id(hash_key, raw),
+        (None, None) => return Err(GatewayError::NoToken),
+    };
+    crate::telemetry::check_token_id(&token_id).map_err(|_| GatewayError::BadTokenId)?;
+    let handle = match (raw, sealer) {
+        (Some(raw), Some(s)) => Some(s.seal(&token_id, raw)),
+        _ => None,
+    };
+    Ok(TokenIdentity {
+        token_id,
+        claims,
+        handle,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwt(claims: &str) -> String {
+        let e = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        format!("{}.{}.{}", e(r#"{"alg":"RS256"}"#), e(claims), e("sig"))
+    }
+
+    #[test]
+    fn a_jwt_is_known_by_its_jti_and_its_claims_are_kept() {
+        let t = jwt(r#"{"jti":"j-1","sub":"alice","iat":100,"exp":200,"azp":"web"}"#);
+        let id = derive_identity(
+            Some(&format!("Bearer {t}")),
+            None,
+            Claims::default(),
+            b"k",
+            None,
+        )
+        .unwrap();
+        assert_eq!(id.token_id, "j-1");
+        assert_eq!(id.claims.sub.as_deref(), Some("alice"));
+        assert_eq!((id.claims.iat, id.claims.exp), (Some(100), Some(200)));
+        assert_eq!(id.claims.client_id.as_deref(), Some("web"));
+        assert!(id.handle.is_none());
+    }
+
+    #[test]
+    fn an_opaque_token_is_known_by_its_keyed_hash_and_sealed_when_asked() {
+        let key = Sealer::generate_key();
+        let sealer = Sealer::new([("k1", key.as_str())]).unwrap();
+        let id = derive_identity(
+            Some("bearer opaque-abc"),
+            None,
+            Claims::default(),
+            b"k",
+            Some(&sealer),
+        )
+        .unwrap();
+        assert_eq!(id.token_id, keyed_token_id(b"k", "opaque-abc"));
+        let handle = id.handle.unwrap();
+        assert!(!handle.contains("opaque-abc"));
+        assert_eq!(
+            sealer.open(&id.token_id, &handle).unwrap().as_str(),
+            "opaque-abc"
+        );
+        // A JWT without a jti is hashed too.
+        let t = jwt(r#"{"sub":"bob"}"#);
+        let id = derive_identity(
+            Some(&format!("Bearer {t}")),
+            None,
+            Claims::default(),
+            b"k",
+            None,
+        )
+        .unwrap();
+        assert!(id.token_id.starts_with("h1:"));
+        assert_eq!(id.claims.sub.as_deref(), Some("bob"));
+    }
+
+    #[test]
+    fn other_credentials_and_none_are_refused() {
+        assert_eq!(
+            derive_identity(
+                Some("Basic YWxpY2U6cHc="),
+                None,
+                Claims::default(),
+                b"k",
+                None
+            ),
+            Err(GatewayError::NotBearer)
+        );
+        assert_eq!(
+            derive_identity(None, None, Claims::default(), b"k", None),
+            Err(GatewayError::NoToken)
+        );
+        let mapped = Claims {
+            jti: Some("aws-jti".into()),
+            ..Claims::default()
+        };
+        assert_eq!(
+            derive_identity(None, None, mapped, b"k", None)
+                .unwrap()
+                .token_id,
+            "aws-jti"
+        );
+        let payload = serde_json::json!({"jti": "env-1", "sub": "carol"});
+        assert_eq!(
+            derive_identity(None, Some(&payload), Claims::default(), b"k", None)
+                .unwrap()
+                .token_id,
+            "env-1"
+        );
+    }
+}
