@@ -58,6 +58,9 @@ pub struct RawGateway {
     pub hash_key: String,
     /// Proxies whose X-Forwarded-For / Forwarded is believed (CIDR).
     pub trusted_proxies: Vec<String>,
+    /// The issuer's JWKS: when set, a JWT is known by its `jti` only if its
+    /// signature verifies (else by the keyed hash of its value).
+    pub jwks_url: Option<String>,
     pub inputs: Vec<RawInput>,
 }
 
@@ -299,6 +302,7 @@ pub struct GatewayInput {
 pub struct GatewayConfig {
     pub hash_key: std::sync::Arc<[u8]>,
     pub trusted: TrustedProxies,
+    pub jwks_url: Option<String>,
     pub inputs: Vec<GatewayInput>,
 }
 
@@ -307,6 +311,7 @@ impl std::fmt::Debug for GatewayConfig {
         f.debug_struct("GatewayConfig")
             .field("hash_key", &"<set>")
             .field("trusted", &self.trusted)
+            .field("jwks_url", &self.jwks_url)
             .field("inputs", &self.inputs)
             .finish()
     }
@@ -601,9 +606,16 @@ impl RawGateway {
                 "gateway inputs need a hash key of at least 16 bytes to identify opaque tokens",
             ));
         }
+        if let Some(u) = &self.jwks_url {
+            let url = url::Url::parse(u).map_err(|e| invalid("gateway.jwks_url", e.to_string()))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(invalid("gateway.jwks_url", "must be an http(s) URL"));
+            }
+        }
         Ok(GatewayConfig {
             hash_key: std::sync::Arc::from(self.hash_key.as_bytes()),
             trusted: TrustedProxies(trusted),
+            jwks_url: self.jwks_url.clone(),
             inputs,
         })
     }

@@ -36,6 +36,7 @@ pub struct Metrics {
     pub consumer_lag: IntGaugeVec,
     pub policy_mode: IntGaugeVec,
     pub brake_engaged: IntGauge,
+    pub jwks_refreshes: IntCounterVec,
     pub allowlist_entries: IntGauge,
     /// Last DetectorStats folded in, so counters advance by deltas.
     last_stats: std::sync::Mutex<DetectorStats>,
@@ -198,6 +199,12 @@ impl Metrics {
                 r.register(Box::new(g.clone())).expect("registered once");
                 g
             },
+            jwks_refreshes: counter_vec(
+                &r,
+                "tokenwatch_jwks_refreshes_total",
+                "Fetches of the issuer's JWKS (gateway.jwks_url) by result.",
+                &["result"],
+            ),
             allowlist_entries: {
                 let g = IntGauge::new("tokenwatch_allowlist_entries", "Entries in the operator's allowlist.")
                     .expect("valid metric");

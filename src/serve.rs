@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, AdminToken, AllowlistStore, AppState, Service};
 use crate::config::Config;
 use crate::detect::{Detector, ModelHandle};
-use crate::gateway::Normalizer;
+use crate::gateway::{JwtVerifier, Normalizer};
 use crate::geo::{GeoError, GeoHandle};
 use crate::ingest::{
     self, IngestConsumer, IngestContext, Readiness, RevocationHandler, ScoringHandler,
@@ -200,6 +200,15 @@ pub async fn serve(
         shutdown.clone(),
     ));
 
+    let verifier = cfg.gateway.jwks_url.as_ref().map(|url| {
+        Arc::new(JwtVerifier::with_keys(
+            url.clone(),
+            jsonwebtoken::jwk::JwkSet { keys: Vec::new() },
+        ))
+    });
+    let jwks_task = verifier
+        .clone()
+        .map(|v| tokio::spawn(refresh_jwks(v, metrics.clone(), shutdown.clone())));
     let gateways = cfg
         .gateway
         .inputs
@@ -210,7 +219,8 @@ pub async fn serve(
                 cfg.gateway.trusted.clone(),
                 cfg.gateway.hash_key.clone(),
                 cfg.respond.sealer.clone(),
-            );
+            )
+            .with_verifier(verifier.clone());
             (i.topic.clone(), n)
         })
         .collect();
@@ -258,6 +268,9 @@ pub async fn serve(
     let _ = http.await;
     let _ = reload.await;
     let _ = model_reload.await;
+    if let Some(t) = jwks_task {
+        let _ = t.await;
+    }
     Ok(ServeReport { scored, settled })
 }
 
@@ -308,6 +321,35 @@ async fn reload_model_on_hangup(
     }
     #[cfg(not(unix))]
     shutdown.cancelled().await;
+}
+
+/// Keeps the issuer's keys fresh: every 30 s until the first success (until
+/// then no JWT verifies, and tokens are known by their keyed hash), then
+/// every 10 minutes for rotations.
+async fn refresh_jwks(v: Arc<JwtVerifier>, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("a default HTTP client builds");
+    let mut loaded = false;
+    loop {
+        match v.refresh(&client).await {
+            Ok(n) => {
+                metrics.jwks_refreshes.with_label_values(&["ok"]).inc();
+                tracing::info!(keys = n, "JWKS loaded");
+                loaded = true;
+            }
+            Err(e) => {
+                metrics.jwks_refreshes.with_label_values(&["error"]).inc();
+                tracing::error!(error = %e, loaded, "JWKS fetch failed; JWTs that do not verify are known by their keyed hash");
+            }
+        }
+        let wait = if loaded { 600 } else { 30 };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(wait)) => {}
+        }
+    }
 }
 
 /// Reloads the geo databases when a file is replaced (atomic rename gives

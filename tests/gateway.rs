@@ -237,3 +237,62 @@ proptest! {
         }
     }
 }
+
+#[tokio::test]
+async fn with_a_jwks_only_a_verified_jwt_is_known_by_its_jti() {
+    use base64::Engine;
+    use jsonwebtoken::{encode, EncodingKey, Header};
+    use tokenwatch::gateway::JwtVerifier;
+
+    let secret = b"issuer-signing-secret-0123456789abcdef";
+    let k = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret);
+    let jwks = serde_json::json!({"keys": [{"kty": "oct", "kid": "k1", "alg": "HS256", "k": k}]});
+    // The issuer's JWKS on a real HTTP server on loopback.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/jwks.json",
+        axum::routing::get(move || {
+            let body = jwks.clone();
+            async move { axum::Json(body) }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let verifier = JwtVerifier::fetch(&format!("http://{addr}/jwks.json"), &reqwest::Client::new())
+        .await
+        .unwrap();
+
+    let sign = |key: &[u8], claims: Value| {
+        let mut h = Header::new(jsonwebtoken::Algorithm::HS256);
+        h.kid = Some("k1".into());
+        encode(&h, &claims, &EncodingKey::from_secret(key)).unwrap()
+    };
+    let claims = serde_json::json!({"jti": "victim-jti", "sub": "alice", "exp": 1_795_431_540i64});
+    let genuine = sign(secret, claims.clone());
+    let forged = sign(b"attacker-secret", claims);
+    let n = normalizer(Format::Nginx, None).with_verifier(Some(verifier));
+    let rec = |token: &str| {
+        let mut v: Value = serde_json::from_slice(&sample("nginx")).unwrap();
+        v["authorization"] = Value::from(format!("Bearer {token}"));
+        serde_json::to_vec(&v).unwrap()
+    };
+    let ok = n.normalize(&rec(&genuine)).unwrap();
+    assert_eq!(ok.token_id, "victim-jti");
+    assert_eq!(ok.sub, "alice");
+    let bad = n.normalize(&rec(&forged)).unwrap();
+    assert_eq!(
+        bad.token_id,
+        keyed_token_id(HASH_KEY, &forged),
+        "a forged jti is not believed"
+    );
+    assert_eq!(bad.sub, "", "nor are its claims");
+    // Without a verifier the same forgery would pass as the victim's token:
+    // the reason to configure one.
+    assert_eq!(
+        normalizer(Format::Nginx, None)
+            .normalize(&rec(&forged))
+            .unwrap()
+            .token_id,
+        "victim-jti"
+    );
+}

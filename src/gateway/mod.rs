@@ -11,6 +11,7 @@ mod client_ip;
 mod error;
 mod fields;
 mod token;
+mod verify;
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ pub use client_ip::{client_ip, TrustedProxies};
 pub use error::GatewayError;
 pub use fields::{FieldMap, Format};
 pub use token::{bearer, derive_identity, Claims, TokenIdentity};
+pub use verify::{JwksError, JwtVerifier};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -63,6 +65,7 @@ pub struct Normalizer {
     trusted: TrustedProxies,
     hash_key: Arc<[u8]>,
     sealer: Option<Sealer>,
+    verifier: Option<Arc<JwtVerifier>>,
 }
 
 impl Normalizer {
@@ -77,7 +80,14 @@ impl Normalizer {
             trusted,
             hash_key,
             sealer,
+            verifier: None,
         }
+    }
+
+    /// Verifies JWT signatures with `verifier` (see `verify.rs`).
+    pub fn with_verifier(mut self, verifier: Option<Arc<JwtVerifier>>) -> Normalizer {
+        self.verifier = verifier;
+        self
     }
 
     pub fn normalize(&self, record: &[u8]) -> Result<Telemetry, GatewayError> {
@@ -112,6 +122,7 @@ impl Normalizer {
             mapped,
             &self.hash_key,
             self.sealer.as_ref(),
+            self.verifier.as_deref(),
         )?;
         let status = m
             .get(&v, &m.status)

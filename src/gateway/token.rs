@@ -12,7 +12,7 @@
 use base64::Engine;
 use serde_json::Value;
 
-use super::GatewayError;
+use super::{GatewayError, JwtVerifier};
 use crate::respond::Sealer;
 use crate::telemetry::keyed_token_id;
 
@@ -73,8 +73,15 @@ pub fn bearer(header: &str) -> Option<&str> {
         .then_some(token)
 }
 
-/// The payload claims of a compact JWS, if `token` is one.
-fn jwt_claims(token: &str) -> Option<Claims> {
+/// The payload claims of a compact JWS, if `token` is one. With a verifier,
+/// only a token whose signature verifies has claims.
+fn jwt_claims(token: &str, verifier: Option<&JwtVerifier>) -> Option<Claims> {
+    if let Some(v) = verifier {
+        return v
+            .verify(token)
+            .filter(Value::is_object)
+            .map(|c| Claims::from_json(&c));
+    }
     let mut parts = token.split('.');
     let (_header, payload, _sig) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() {
@@ -95,6 +102,7 @@ pub fn derive_identity(
     mapped: Claims,
     hash_key: &[u8],
     sealer: Option<&Sealer>,
+    verifier: Option<&JwtVerifier>,
 ) -> Result<TokenIdentity, GatewayError> {
     let payload = jwt_payload.map(|v| match v {
         // Some gateways log the payload as a JSON string.
@@ -107,7 +115,9 @@ pub fn derive_identity(
         Some(h) => Some(bearer(h).ok_or(GatewayError::NotBearer)?),
         None => None,
     };
-    let from_token = raw.and_then(jwt_claims).unwrap_or_default();
+    let from_token = raw
+        .and_then(|t| jwt_claims(t, verifier))
+        .unwrap_or_default();
     let claims = payload.unwrap_or_default().or(from_token).or(mapped);
     let token_id = match (&claims.jti, raw) {
         (Some(jti), _) => jti.clone(),
@@ -144,6 +154,7 @@ mod tests {
             Claims::default(),
             b"k",
             None,
+            None,
         )
         .unwrap();
         assert_eq!(id.token_id, "j-1");
@@ -163,6 +174,7 @@ mod tests {
             Claims::default(),
             b"k",
             Some(&sealer),
+            None,
         )
         .unwrap();
         assert_eq!(id.token_id, keyed_token_id(b"k", "opaque-abc"));
@@ -180,6 +192,7 @@ mod tests {
             Claims::default(),
             b"k",
             None,
+            None,
         )
         .unwrap();
         assert!(id.token_id.starts_with("h1:"));
@@ -194,12 +207,13 @@ mod tests {
                 None,
                 Claims::default(),
                 b"k",
-                None
+                None,
+                None,
             ),
             Err(GatewayError::NotBearer)
         );
         assert_eq!(
-            derive_identity(None, None, Claims::default(), b"k", None),
+            derive_identity(None, None, Claims::default(), b"k", None, None),
             Err(GatewayError::NoToken)
         );
         let mapped = Claims {
@@ -207,14 +221,14 @@ mod tests {
             ..Claims::default()
         };
         assert_eq!(
-            derive_identity(None, None, mapped, b"k", None)
+            derive_identity(None, None, mapped, b"k", None, None)
                 .unwrap()
                 .token_id,
             "aws-jti"
         );
         let payload = serde_json::json!({"jti": "env-1", "sub": "carol"});
         assert_eq!(
-            derive_identity(None, Some(&payload), Claims::default(), b"k", None)
+            derive_identity(None, Some(&payload), Claims::default(), b"k", None, None)
                 .unwrap()
                 .token_id,
             "env-1"
