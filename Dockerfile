@@ -15,7 +15,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src benches \
  && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
- && for b in core geo memory; do echo 'fn main() {}' > benches/$b.rs; done \
+ && for b in core geo memory normalize; do echo 'fn main() {}' > benches/$b.rs; done \
  && cargo build --release --locked \
  && rm -rf src benches
 COPY src src

@@ -61,7 +61,19 @@ pub struct RawGateway {
     /// The issuer's JWKS: when set, a JWT is known by its `jti` only if its
     /// signature verifies (else by the keyed hash of its value).
     pub jwks_url: Option<String>,
+    /// `direct`: `serve` reads the inputs itself (one instance). `normalize`:
+    /// a `tokenwatch normalize` stage republishes them keyed by token id and
+    /// `serve` reads only the telemetry topic (a fleet).
+    pub mode: GatewayMode,
     pub inputs: Vec<RawInput>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GatewayMode {
+    #[default]
+    Direct,
+    Normalize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -303,7 +315,18 @@ pub struct GatewayConfig {
     pub hash_key: std::sync::Arc<[u8]>,
     pub trusted: TrustedProxies,
     pub jwks_url: Option<String>,
+    pub mode: GatewayMode,
     pub inputs: Vec<GatewayInput>,
+}
+
+impl GatewayConfig {
+    /// The inputs `serve` itself reads.
+    pub fn direct_inputs(&self) -> &[GatewayInput] {
+        match self.mode {
+            GatewayMode::Direct => &self.inputs,
+            GatewayMode::Normalize => &[],
+        }
+    }
 }
 
 impl std::fmt::Debug for GatewayConfig {
@@ -312,6 +335,7 @@ impl std::fmt::Debug for GatewayConfig {
             .field("hash_key", &"<set>")
             .field("trusted", &self.trusted)
             .field("jwks_url", &self.jwks_url)
+            .field("mode", &self.mode)
             .field("inputs", &self.inputs)
             .finish()
     }
@@ -616,6 +640,7 @@ impl RawGateway {
             hash_key: std::sync::Arc::from(self.hash_key.as_bytes()),
             trusted: TrustedProxies(trusted),
             jwks_url: self.jwks_url.clone(),
+            mode: self.mode,
             inputs,
         })
     }

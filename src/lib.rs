@@ -19,6 +19,7 @@ pub mod ingest;
 pub mod journal;
 pub mod metrics;
 pub mod model;
+pub mod normalize;
 pub mod respond;
 pub mod serve;
 pub mod sim;

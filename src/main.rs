@@ -37,6 +37,12 @@ enum Command {
         #[arg(long, short, env = "TOKENWATCH_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// Read gateway-log topics (`gateway.inputs`) and republish them as
+    /// telemetry keyed by token id: the first hop of a fleet.
+    Normalize {
+        #[arg(long, short, env = "TOKENWATCH_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Everything in one process: an in-process Kafka cluster, a loopback
     /// authorization server, simulated traffic with attacks, the real
     /// consumer path, /metrics live.
@@ -224,6 +230,15 @@ async fn run(cli: Cli) -> Result<()> {
                 settled = report.settled.handled,
                 "stopped"
             );
+        }
+        Command::Normalize { config } => {
+            let cfg = Config::load(config.as_deref())?;
+            if cfg.gateway.inputs.is_empty() {
+                anyhow::bail!("configuration key `gateway.inputs`: normalize needs at least one gateway topic");
+            }
+            let shutdown = shutdown_on_signal();
+            let stats = tokenwatch::normalize::normalize(cfg, shutdown, Default::default()).await?;
+            tracing::info!(handled = stats.handled, "stopped");
         }
         Command::Demo(args) => {
             let shutdown = shutdown_on_signal();

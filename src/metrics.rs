@@ -37,6 +37,9 @@ pub struct Metrics {
     pub policy_mode: IntGaugeVec,
     pub brake_engaged: IntGauge,
     pub jwks_refreshes: IntCounterVec,
+    pub records_normalized: IntCounter,
+    pub normalize_rejected: IntCounterVec,
+    pub normalize_seconds: Histogram,
     pub allowlist_entries: IntGauge,
     /// Last DetectorStats folded in, so counters advance by deltas.
     last_stats: std::sync::Mutex<DetectorStats>,
@@ -198,6 +201,29 @@ impl Metrics {
                 .expect("valid metric");
                 r.register(Box::new(g.clone())).expect("registered once");
                 g
+            },
+            records_normalized: counter(
+                &r,
+                "tokenwatch_normalized_records_total",
+                "Gateway records republished as telemetry by the normalize stage.",
+            ),
+            normalize_rejected: counter_vec(
+                &r,
+                "tokenwatch_normalize_rejected_total",
+                "Gateway records the normalize stage dead-lettered, by reason.",
+                &["reason"],
+            ),
+            normalize_seconds: {
+                let h = Histogram::with_opts(
+                    HistogramOpts::new(
+                        "tokenwatch_normalize_seconds",
+                        "Time to read one gateway record into telemetry (before the publish).",
+                    )
+                    .buckets(prometheus::exponential_buckets(0.000_01, 4.0, 12).expect("valid buckets")),
+                )
+                .expect("valid metric");
+                r.register(Box::new(h.clone())).expect("registered once");
+                h
             },
             jwks_refreshes: counter_vec(
                 &r,

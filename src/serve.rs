@@ -101,7 +101,7 @@ pub async fn serve(
 
     let producer: FutureProducer = ingest::producer_config(&cfg.kafka).create()?;
     let score_topics: Vec<&str> = std::iter::once(cfg.kafka.telemetry_topic.as_str())
-        .chain(cfg.gateway.inputs.iter().map(|i| i.topic.as_str()))
+        .chain(cfg.gateway.direct_inputs().iter().map(|i| i.topic.as_str()))
         .collect();
     let score_consumer = consumer(
         &cfg,
@@ -200,30 +200,8 @@ pub async fn serve(
         shutdown.clone(),
     ));
 
-    let verifier = cfg.gateway.jwks_url.as_ref().map(|url| {
-        Arc::new(JwtVerifier::with_keys(
-            url.clone(),
-            jsonwebtoken::jwk::JwkSet { keys: Vec::new() },
-        ))
-    });
-    let jwks_task = verifier
-        .clone()
-        .map(|v| tokio::spawn(refresh_jwks(v, metrics.clone(), shutdown.clone())));
-    let gateways = cfg
-        .gateway
-        .inputs
-        .iter()
-        .map(|i| {
-            let n = Normalizer::new(
-                i.map.clone(),
-                cfg.gateway.trusted.clone(),
-                cfg.gateway.hash_key.clone(),
-                cfg.respond.sealer.clone(),
-            )
-            .with_verifier(verifier.clone());
-            (i.topic.clone(), n)
-        })
-        .collect();
+    let (gateways, jwks_task) =
+        gateway_adapters(&cfg, cfg.gateway.direct_inputs(), &metrics, &shutdown);
     let scoring = ScoringHandler::new(
         detector,
         producer.clone(),
@@ -321,6 +299,47 @@ async fn reload_model_on_hangup(
     }
     #[cfg(not(unix))]
     shutdown.cancelled().await;
+}
+
+/// The adapter of each gateway topic in `inputs`, and the task that keeps
+/// the JWKS fresh if one is configured.
+pub fn gateway_adapters(
+    cfg: &Config,
+    inputs: &[crate::config::GatewayInput],
+    metrics: &Arc<Metrics>,
+    shutdown: &CancellationToken,
+) -> (
+    std::collections::HashMap<String, Normalizer>,
+    Option<tokio::task::JoinHandle<()>>,
+) {
+    let verifier = cfg
+        .gateway
+        .jwks_url
+        .as_ref()
+        .filter(|_| !inputs.is_empty())
+        .map(|url| {
+            Arc::new(JwtVerifier::with_keys(
+                url.clone(),
+                jsonwebtoken::jwk::JwkSet { keys: Vec::new() },
+            ))
+        });
+    let task = verifier
+        .clone()
+        .map(|v| tokio::spawn(refresh_jwks(v, metrics.clone(), shutdown.clone())));
+    let adapters = inputs
+        .iter()
+        .map(|i| {
+            let n = Normalizer::new(
+                i.map.clone(),
+                cfg.gateway.trusted.clone(),
+                cfg.gateway.hash_key.clone(),
+                cfg.respond.sealer.clone(),
+            )
+            .with_verifier(verifier.clone());
+            (i.topic.clone(), n)
+        })
+        .collect();
+    (adapters, task)
 }
 
 /// Keeps the issuer's keys fresh: every 30 s until the first success (until

@@ -51,12 +51,20 @@ pub struct AppState {
     pub service: Arc<Service>,
 }
 
-pub fn app(state: AppState) -> Router {
-    let limit = state.service.max_body_bytes;
+/// `/metrics`, `/healthz` and `/readyz` alone: what the normalize stage
+/// serves.
+pub fn ops_app(metrics: Arc<Metrics>, readiness: Arc<Readiness>) -> Router {
     Router::new()
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(render_metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .with_state(Ops { metrics, readiness })
+}
+
+pub fn app(state: AppState) -> Router {
+    let limit = state.service.max_body_bytes;
+    let ops = ops_app(state.metrics.clone(), state.readiness.clone());
+    Router::new()
         .route("/v1/score", post(score::score))
         .route("/v1/tokens/{token_id}", get(tokens::show))
         .route("/v1/tokens/{token_id}/revoke", post(tokens::revoke))
@@ -72,9 +80,16 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("no such route; see docs/openapi.yaml") })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+        .merge(ops)
 }
 
-async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+#[derive(Clone)]
+struct Ops {
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+}
+
+async fn render_metrics(State(s): State<Ops>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
@@ -84,7 +99,7 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     )
 }
 
-async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
+async fn readyz(State(s): State<Ops>) -> impl IntoResponse {
     let r = &s.readiness;
     let assigned = r.assigned.load(std::sync::atomic::Ordering::Acquire);
     let model = r.model_loaded.load(std::sync::atomic::Ordering::Acquire);

@@ -6,6 +6,7 @@ mod consumer;
 mod context;
 mod deadletter;
 mod kafka;
+mod normalize;
 mod revoke;
 mod score;
 
@@ -13,5 +14,6 @@ pub use consumer::{run, Handler, IngestConsumer, LoopStats, Transient};
 pub use context::{IngestContext, Readiness};
 pub use deadletter::{redact, redact_value};
 pub use kafka::{consumer_config, producer_config};
+pub use normalize::NormalizeHandler;
 pub use revoke::RevocationHandler;
 pub use score::ScoringHandler;

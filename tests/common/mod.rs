@@ -82,3 +82,36 @@ pub fn topic_json(brokers: &str, topic: &str, n: usize, secs: u64) -> Vec<serde_
     }
     out
 }
+
+/// Reads every partition of `topic` from the beginning until `n` messages
+/// or `secs` pass.
+pub fn topic_json_all(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    n: usize,
+    secs: u64,
+) -> Vec<serde_json::Value> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "test-reader-all")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("reader");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("partition");
+    }
+    c.assign(&tpl).expect("assign");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let mut out = Vec::new();
+    while out.len() < n && std::time::Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(std::time::Duration::from_millis(100)) {
+            out.push(serde_json::from_slice(m.payload().unwrap_or_default()).expect("json"));
+        }
+    }
+    out
+}

@@ -1,0 +1,169 @@
+//! The normalize stage in front of a fleet: raw NGINX logs published with
+//! random keys to different partitions are republished keyed by token id, so
+//! two scoring instances in one consumer group still see a token's requests
+//! in one place and make the impossible-travel detection, once. No raw token
+//! reaches the telemetry topic.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use tokenwatch::config::{Config, RawConfig};
+use tokenwatch::metrics::Metrics;
+use tokenwatch::normalize::{normalize, NormalizeHooks};
+use tokenwatch::respond::{Decision, Mode};
+use tokenwatch::serve::{serve, Hooks};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+const RAW: &str = "nginx.access";
+const STOLEN: &str = "opaque-stolen-7c1d55e0a9b3";
+const HASH_KEY: &str = "normalize-test-hash-key";
+
+fn config(brokers: &str) -> Config {
+    let mut raw = RawConfig::default();
+    raw.kafka.brokers = brokers.to_owned();
+    raw.kafka.commit_interval = Duration::from_millis(200);
+    raw.http.listen = "127.0.0.1:0".into();
+    raw.respond.mode = Mode::Shadow;
+    raw.gateway.hash_key = HASH_KEY.into();
+    raw.gateway.trusted_proxies = vec!["10.0.0.0/8".into()];
+    raw.gateway.mode = tokenwatch::config::GatewayMode::Normalize;
+    raw.gateway.inputs =
+        vec![serde_json::from_value(serde_json::json!({"topic": RAW, "format": "nginx"})).unwrap()];
+    raw.validate().unwrap()
+}
+
+fn nginx(t_s: i64, ip: &str, token: &str) -> Vec<u8> {
+    let ts = time::OffsetDateTime::from_unix_timestamp(1_795_428_000 + t_s).unwrap();
+    serde_json::to_vec(&serde_json::json!({
+        "time": ts.format(&time::format_description::well_known::Rfc3339).unwrap(),
+        "remote_addr": "10.0.0.12", "x_forwarded_for": ip, "method": "GET", "uri": "/v1/orders",
+        "status": "200", "user_agent": BROWSER, "authorization": format!("Bearer {token}"),
+    }))
+    .unwrap()
+}
+
+async fn wait_ready(addr: SocketAddr) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = client.get(format!("http://{addr}/readyz")).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "{addr} never became ready");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_behind_normalize_detect_a_split_impossible_pair_once() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let cfg = config(&brokers);
+    let k = cfg.kafka.clone();
+    cluster.create_topic(RAW, 3, 1).unwrap();
+    cluster.create_topic(&k.telemetry_topic, 4, 1).unwrap();
+    for t in [&k.decisions_topic, &k.deadletter_topic, &k.audit_topic] {
+        cluster.create_topic(t, 1, 1).unwrap();
+    }
+    let stop = CancellationToken::new();
+
+    let (ntx, nrx) = oneshot::channel();
+    let nmetrics = Arc::new(Metrics::new());
+    let norm = tokio::spawn(normalize(
+        cfg.clone(),
+        stop.clone(),
+        NormalizeHooks {
+            http_bound: Some(ntx),
+            metrics: Some(nmetrics.clone()),
+        },
+    ));
+    let (dtx, mut drx) = mpsc::unbounded_channel::<Decision>();
+    let mut instances = Vec::new();
+    let mut addrs = vec![nrx.await.unwrap()];
+    for _ in 0..2 {
+        let (btx, brx) = oneshot::channel();
+        instances.push(tokio::spawn(serve(
+            cfg.clone(),
+            stop.clone(),
+            Hooks {
+                decisions: Some(dtx.clone()),
+                settled: None,
+                http_bound: Some(btx),
+                metrics: None,
+            },
+        )));
+        addrs.push(brx.await.unwrap());
+    }
+    for a in &addrs {
+        wait_ready(*a).await;
+    }
+
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    // The pair's two requests go to different raw partitions; other users'
+    // traffic is sprinkled over all three.
+    let mut records = vec![
+        (0, nginx(0, PARIS, STOLEN)),
+        (2, nginx(600, SINGAPORE, STOLEN)),
+    ];
+    for i in 0..12 {
+        records.push((
+            i % 3,
+            nginx(i64::from(i) * 20, LYON, &format!("opaque-user-{i}")),
+        ));
+    }
+    for (partition, r) in &records {
+        let key = format!("random-{}", rand::random::<u32>());
+        producer
+            .send(
+                FutureRecord::to(RAW)
+                    .partition(*partition)
+                    .key(&key)
+                    .payload(r),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+    }
+
+    let d = tokio::time::timeout(Duration::from_secs(30), drx.recv())
+        .await
+        .expect("detected")
+        .unwrap();
+    let stolen_id = tokenwatch::telemetry::keyed_token_id(HASH_KEY.as_bytes(), STOLEN);
+    assert_eq!(d.token_id, stolen_id);
+    assert_eq!(d.rule.as_deref(), Some("impossible_travel"));
+    // Once: no second instance flags it from half the story.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(3), drx.recv())
+            .await
+            .is_err(),
+        "flagged more than once"
+    );
+    assert_eq!(nmetrics.records_normalized.get(), records.len() as u64);
+
+    let telemetry = topic_json_all(&brokers, &k.telemetry_topic, 4, records.len(), 10);
+    assert_eq!(telemetry.len(), records.len());
+    let text = serde_json::to_string(&telemetry).unwrap();
+    assert!(
+        !text.contains(STOLEN) && !text.contains("opaque-user-"),
+        "raw token on the telemetry topic"
+    );
+    stop.cancel();
+    let _ = norm.await;
+    for i in instances {
+        let _ = i.await;
+    }
+}
