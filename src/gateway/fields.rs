@@ -2,9 +2,31 @@
 //! (RFC 6901), one table per format.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
+use super::pluck::Scalar;
 use super::GatewayError;
+
+/// Where each field lands when a record is plucked.
+pub mod slot {
+    pub const TS: usize = 0;
+    pub const REMOTE_ADDR: usize = 1;
+    pub const X_FORWARDED_FOR: usize = 2;
+    pub const FORWARDED: usize = 3;
+    pub const AUTHORIZATION: usize = 4;
+    pub const JWT_PAYLOAD: usize = 5;
+    pub const TOKEN_ID: usize = 6;
+    pub const SUB: usize = 7;
+    pub const TOKEN_IAT: usize = 8;
+    pub const TOKEN_EXP: usize = 9;
+    pub const CLIENT_ID: usize = 10;
+    pub const USER_AGENT: usize = 11;
+    pub const METHOD: usize = 12;
+    pub const PATH: usize = 13;
+    pub const STATUS: usize = 14;
+    pub const BYTES: usize = 15;
+    pub const LATENCY: usize = 16;
+    pub const COUNT: usize = 17;
+}
 
 /// The input formats a topic can carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -171,6 +193,29 @@ impl FieldMap {
         })
     }
 
+    /// The pointers in slot order (see the `slot` constants).
+    pub fn pointers(&self) -> [Option<&str>; slot::COUNT] {
+        [
+            self.ts.as_deref(),
+            self.remote_addr.as_deref(),
+            self.x_forwarded_for.as_deref(),
+            self.forwarded.as_deref(),
+            self.authorization.as_deref(),
+            self.jwt_payload.as_deref(),
+            self.token_id.as_deref(),
+            self.sub.as_deref(),
+            self.token_iat.as_deref(),
+            self.token_exp.as_deref(),
+            self.client_id.as_deref(),
+            self.user_agent.as_deref(),
+            self.method.as_deref(),
+            self.path.as_deref(),
+            self.status.as_deref(),
+            self.bytes.as_deref(),
+            self.latency.as_deref(),
+        ]
+    }
+
     /// Every pointer must be a valid RFC 6901 pointer ("" or starting "/").
     pub fn check(&self) -> Result<(), String> {
         let all = [
@@ -223,61 +268,30 @@ impl FieldMap {
         }
         Ok(())
     }
-
-    /// The value at `ptr`, absent for JSON null and the `-` gateways write
-    /// for "no value".
-    pub fn get<'v>(&self, v: &'v Value, ptr: &Option<String>) -> Option<&'v Value> {
-        let x = v.pointer(ptr.as_deref()?)?;
-        match x {
-            Value::Null => None,
-            Value::String(s) if s.is_empty() || s == "-" => None,
-            x => Some(x),
-        }
-    }
-
-    /// The value at `ptr` as text (numbers written out).
-    pub fn text(&self, v: &Value, ptr: &Option<String>) -> Option<String> {
-        match self.get(v, ptr)? {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        }
-    }
-}
-
-/// A number, or a string holding one (gateways often quote numbers).
-pub fn number(v: &Value) -> Option<f64> {
-    match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-    .filter(|x: &f64| x.is_finite())
-}
-
-pub fn integer(v: &Value) -> Option<i64> {
-    number(v)
-        .filter(|x| x.fract() == 0.0 && x.abs() < 9e15)
-        .map(|x| x as i64)
 }
 
 /// Event time: RFC 3339 text, NGINX/Apache `23/Nov/2026:10:00:00 +0000`, or
 /// an epoch number (milliseconds when ≥ 10^11, else seconds, fractions
 /// allowed, as NGINX's `$msec` writes).
-pub fn timestamp_ms(v: &Value) -> Result<i64, GatewayError> {
-    let bad = || GatewayError::Timestamp(v.to_string().chars().take(40).collect());
-    if let Some(x) = number(v) {
+pub fn timestamp_ms(v: &Scalar<'_>) -> Result<i64, GatewayError> {
+    let bad = || {
+        GatewayError::Timestamp(
+            v.text()
+                .map_or_else(|| "(not text)".into(), |t| t.chars().take(40).collect()),
+        )
+    };
+    if let Some(x) = v.number() {
         return Ok(if x.abs() >= 1e11 {
             x as i64
         } else {
             (x * 1000.0).round() as i64
         });
     }
-    let Value::String(s) = v else {
+    let Scalar::Str(s) = v else {
         return Err(bad());
     };
-    if let Ok(t) = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
-        return Ok((t.unix_timestamp_nanos() / 1_000_000) as i64);
+    if let Ok(ms) = crate::telemetry::parse_rfc3339_ms(s) {
+        return Ok(ms);
     }
     let clf = time::macros::format_description!(
         "[day]/[month repr:short]/[year]:[hour]:[minute]:[second] [offset_hour sign:mandatory][offset_minute]"

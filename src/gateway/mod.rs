@@ -10,6 +10,7 @@
 mod client_ip;
 mod error;
 mod fields;
+mod pluck;
 mod token;
 mod verify;
 
@@ -17,12 +18,17 @@ use std::sync::Arc;
 
 pub use client_ip::{client_ip, TrustedProxies};
 pub use error::GatewayError;
-pub use fields::{FieldMap, Format};
+pub use fields::{slot, FieldMap, Format};
+pub use pluck::{Plan, Scalar};
 pub use token::{bearer, derive_identity, Claims, TokenIdentity};
 pub use verify::{JwksError, JwtVerifier};
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 use serde_json::Value;
+
+use crate::telemetry::TokenHasher;
 
 use crate::respond::Sealer;
 
@@ -62,8 +68,9 @@ impl Telemetry {
 /// Reads one gateway format into telemetry.
 pub struct Normalizer {
     map: FieldMap,
+    plan: Plan,
     trusted: TrustedProxies,
-    hash_key: Arc<[u8]>,
+    hasher: TokenHasher,
     sealer: Option<Sealer>,
     verifier: Option<Arc<JwtVerifier>>,
 }
@@ -76,9 +83,10 @@ impl Normalizer {
         sealer: Option<Sealer>,
     ) -> Normalizer {
         Normalizer {
+            plan: Plan::new(&map.pointers()),
             map,
             trusted,
-            hash_key,
+            hasher: TokenHasher::new(&hash_key),
             sealer,
             verifier: None,
         }
@@ -91,42 +99,53 @@ impl Normalizer {
     }
 
     pub fn normalize(&self, record: &[u8]) -> Result<Telemetry, GatewayError> {
-        let v: Value =
-            serde_json::from_slice(record).map_err(|e| GatewayError::Json(e.to_string()))?;
-        if !v.is_object() {
-            return Err(GatewayError::Json("not a JSON object".into()));
-        }
-        let m = &self.map;
-        let ts = fields::timestamp_ms(m.get(&v, &m.ts).ok_or(GatewayError::Missing("ts"))?)?;
-        let remote = m
-            .text(&v, &m.remote_addr)
-            .ok_or(GatewayError::Missing("client address"))?;
+        let mut slots: [Option<Scalar<'_>>; slot::COUNT] = Default::default();
+        self.plan
+            .pluck(record, &mut slots)
+            .map_err(|e| GatewayError::Json(e.to_string()))?;
+        // JSON null, "" and the "-" gateways write for "no value" are absent.
+        let get = |i: usize| {
+            slots[i].as_ref().filter(|v| match v {
+                Scalar::Str(s) => !(s.is_empty() || s == "-"),
+                Scalar::Other => false,
+                _ => true,
+            })
+        };
+        let text = |i: usize| get(i).and_then(Scalar::text);
+        let ts = fields::timestamp_ms(get(slot::TS).ok_or(GatewayError::Missing("ts"))?)?;
+        let remote = text(slot::REMOTE_ADDR).ok_or(GatewayError::Missing("client address"))?;
         let ip = client_ip(
             &remote,
-            m.text(&v, &m.x_forwarded_for).as_deref(),
-            m.text(&v, &m.forwarded).as_deref(),
+            text(slot::X_FORWARDED_FOR).as_deref(),
+            text(slot::FORWARDED).as_deref(),
             &self.trusted,
         )?;
-        let authorization = m.text(&v, &m.authorization);
-        let claims_value = m.get(&v, &m.jwt_payload);
+        let payload_text;
+        let payload = match get(slot::JWT_PAYLOAD) {
+            Some(Scalar::Tree(v)) => Some(v),
+            Some(Scalar::Str(s)) => {
+                payload_text = Value::String(s.to_string());
+                Some(&payload_text)
+            }
+            _ => None,
+        };
         let mapped = Claims {
-            jti: m.text(&v, &m.token_id),
-            sub: m.text(&v, &m.sub),
-            iat: m.get(&v, &m.token_iat).and_then(fields::integer),
-            exp: m.get(&v, &m.token_exp).and_then(fields::integer),
-            client_id: m.text(&v, &m.client_id),
+            jti: text(slot::TOKEN_ID).map(Cow::into_owned),
+            sub: text(slot::SUB).map(Cow::into_owned),
+            iat: get(slot::TOKEN_IAT).and_then(Scalar::integer),
+            exp: get(slot::TOKEN_EXP).and_then(Scalar::integer),
+            client_id: text(slot::CLIENT_ID).map(Cow::into_owned),
         };
         let id = derive_identity(
-            authorization.as_deref(),
-            claims_value,
+            text(slot::AUTHORIZATION).as_deref(),
+            payload,
             mapped,
-            &self.hash_key,
+            &self.hasher,
             self.sealer.as_ref(),
             self.verifier.as_deref(),
         )?;
-        let status = m
-            .get(&v, &m.status)
-            .and_then(fields::integer)
+        let status = get(slot::STATUS)
+            .and_then(Scalar::integer)
             .and_then(|s| u16::try_from(s).ok())
             .ok_or(GatewayError::Missing("status"))?;
         Ok(Telemetry {
@@ -134,23 +153,25 @@ impl Normalizer {
             token_id: id.token_id,
             sub: id.claims.sub.unwrap_or_default(),
             ip: ip.to_string(),
-            user_agent: m.text(&v, &m.user_agent).unwrap_or_default(),
-            method: m
-                .text(&v, &m.method)
+            user_agent: text(slot::USER_AGENT)
+                .map(Cow::into_owned)
+                .unwrap_or_default(),
+            method: text(slot::METHOD)
+                .map(Cow::into_owned)
                 .ok_or(GatewayError::Missing("method"))?,
-            path: m.text(&v, &m.path).ok_or(GatewayError::Missing("path"))?,
+            path: text(slot::PATH)
+                .map(Cow::into_owned)
+                .ok_or(GatewayError::Missing("path"))?,
             status,
             client_id: id.claims.client_id,
             token_iat: id.claims.iat,
             token_exp: id.claims.exp,
-            bytes: m
-                .get(&v, &m.bytes)
-                .and_then(fields::integer)
+            bytes: get(slot::BYTES)
+                .and_then(Scalar::integer)
                 .and_then(|b| u64::try_from(b).ok()),
-            latency_ms: m
-                .get(&v, &m.latency)
-                .and_then(fields::number)
-                .map(|x| x * m.latency_to_ms),
+            latency_ms: get(slot::LATENCY)
+                .and_then(Scalar::number)
+                .map(|x| x * self.map.latency_to_ms),
             token_handle: id.handle,
         })
     }

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::{GatewayError, JwtVerifier};
 use crate::respond::Sealer;
-use crate::telemetry::keyed_token_id;
+use crate::telemetry::TokenHasher;
 
 /// The claims tokenwatch uses.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -42,6 +42,41 @@ impl Claims {
             exp: n("exp"),
             client_id: s("client_id").or_else(|| s("azp")).or_else(|| s("cid")),
         }
+    }
+
+    /// The claims of a JSON payload, plucked without building a tree
+    /// (the same reading as `from_json`); `None` unless it is an object.
+    fn from_payload(bytes: &[u8]) -> Option<Claims> {
+        use super::pluck::{Plan, Scalar};
+        static PLAN: std::sync::OnceLock<Plan> = std::sync::OnceLock::new();
+        let plan = PLAN.get_or_init(|| {
+            Plan::new(&[
+                Some("/jti"),
+                Some("/sub"),
+                Some("/iat"),
+                Some("/exp"),
+                Some("/client_id"),
+                Some("/azp"),
+                Some("/cid"),
+            ])
+        });
+        let mut slots: [Option<Scalar<'_>>; 7] = Default::default();
+        plan.pluck(bytes, &mut slots).ok()?;
+        let s = |i: usize| match &slots[i] {
+            Some(Scalar::Str(v)) if !v.is_empty() => Some(v.to_string()),
+            _ => None,
+        };
+        let n = |i: usize| match &slots[i] {
+            Some(Scalar::Int(v)) => Some(*v),
+            _ => None,
+        };
+        Some(Claims {
+            jti: s(0),
+            sub: s(1),
+            iat: n(2),
+            exp: n(3),
+            client_id: s(4).or_else(|| s(5)).or_else(|| s(6)),
+        })
     }
 
     /// Fills what `self` lacks from `other`.
@@ -90,8 +125,7 @@ fn jwt_claims(token: &str, verifier: Option<&JwtVerifier>) -> Option<Claims> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
         .ok()?;
-    let v: Value = serde_json::from_slice(&bytes).ok()?;
-    v.is_object().then(|| Claims::from_json(&v))
+    Claims::from_payload(&bytes)
 }
 
 /// Derives the token's id and claims from whatever the record carries: the
@@ -100,7 +134,7 @@ pub fn derive_identity(
     authorization: Option<&str>,
     jwt_payload: Option<&Value>,
     mapped: Claims,
-    hash_key: &[u8],
+    hasher: &TokenHasher,
     sealer: Option<&Sealer>,
     verifier: Option<&JwtVerifier>,
 ) -> Result<TokenIdentity, GatewayError> {
@@ -121,7 +155,7 @@ pub fn derive_identity(
     let claims = payload.unwrap_or_default().or(from_token).or(mapped);
     let token_id = match (&claims.jti, raw) {
         (Some(jti), _) => jti.clone(),
-        (None, Some(raw)) => keyed_token_id(hash_key, raw),
+        (None, Some(raw)) => hasher.id(raw),
         (None, None) => return Err(GatewayError::NoToken),
     };
     crate::telemetry::check_token_id(&token_id).map_err(|_| GatewayError::BadTokenId)?;
@@ -139,6 +173,7 @@ pub fn derive_identity(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::keyed_token_id;
 
     fn jwt(claims: &str) -> String {
         let e = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
@@ -152,7 +187,7 @@ mod tests {
             Some(&format!("Bearer {t}")),
             None,
             Claims::default(),
-            b"k",
+            &TokenHasher::new(b"k"),
             None,
             None,
         )
@@ -172,7 +207,7 @@ mod tests {
             Some("bearer opaque-abc"),
             None,
             Claims::default(),
-            b"k",
+            &TokenHasher::new(b"k"),
             Some(&sealer),
             None,
         )
@@ -190,13 +225,32 @@ mod tests {
             Some(&format!("Bearer {t}")),
             None,
             Claims::default(),
-            b"k",
+            &TokenHasher::new(b"k"),
             None,
             None,
         )
         .unwrap();
         assert!(id.token_id.starts_with("h1:"));
         assert_eq!(id.claims.sub.as_deref(), Some("bob"));
+    }
+
+    proptest::proptest! {
+        /// Plucked claims read exactly as the claims of the parsed tree.
+        #[test]
+        fn plucked_claims_equal_tree_claims(
+            jti in proptest::option::of("[a-z0-9-]{0,12}"),
+            iat in proptest::option::of(proptest::prelude::any::<i64>()),
+            exp_float in proptest::prelude::any::<bool>(),
+            azp in proptest::option::of("[a-z]{1,6}"),
+        ) {
+            let mut v = serde_json::json!({"sub": "s", "extra": {"nested": [1, 2]}});
+            if let Some(j) = &jti { v["jti"] = j.clone().into(); }
+            if let Some(i) = iat { v["iat"] = i.into(); }
+            v["exp"] = if exp_float { serde_json::json!(1.5) } else { serde_json::json!(17) };
+            if let Some(a) = &azp { v["azp"] = a.clone().into(); }
+            let bytes = serde_json::to_vec(&v).unwrap();
+            proptest::prop_assert_eq!(Claims::from_payload(&bytes), Some(Claims::from_json(&v)));
+        }
     }
 
     #[test]
@@ -206,14 +260,21 @@ mod tests {
                 Some("Basic YWxpY2U6cHc="),
                 None,
                 Claims::default(),
-                b"k",
+                &TokenHasher::new(b"k"),
                 None,
                 None,
             ),
             Err(GatewayError::NotBearer)
         );
         assert_eq!(
-            derive_identity(None, None, Claims::default(), b"k", None, None),
+            derive_identity(
+                None,
+                None,
+                Claims::default(),
+                &TokenHasher::new(b"k"),
+                None,
+                None
+            ),
             Err(GatewayError::NoToken)
         );
         let mapped = Claims {
@@ -221,16 +282,23 @@ mod tests {
             ..Claims::default()
         };
         assert_eq!(
-            derive_identity(None, None, mapped, b"k", None, None)
+            derive_identity(None, None, mapped, &TokenHasher::new(b"k"), None, None)
                 .unwrap()
                 .token_id,
             "aws-jti"
         );
         let payload = serde_json::json!({"jti": "env-1", "sub": "carol"});
         assert_eq!(
-            derive_identity(None, Some(&payload), Claims::default(), b"k", None, None)
-                .unwrap()
-                .token_id,
+            derive_identity(
+                None,
+                Some(&payload),
+                Claims::default(),
+                &TokenHasher::new(b"k"),
+                None,
+                None
+            )
+            .unwrap()
+            .token_id,
             "env-1"
         );
     }

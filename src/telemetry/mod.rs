@@ -6,5 +6,5 @@ mod identity;
 mod record;
 
 pub use error::{JsonError, TelemetryError};
-pub use identity::{keyed_token_id, looks_like_raw_token, token_key, TokenKey};
-pub use record::{check_token_id, Event, MAX_TOKEN_ID_LEN};
+pub use identity::{keyed_token_id, looks_like_raw_token, token_key, TokenHasher, TokenKey};
+pub use record::{check_token_id, parse_rfc3339_ms, Event, MAX_TOKEN_ID_LEN};

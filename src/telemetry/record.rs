@@ -213,7 +213,8 @@ fn parse_ip(text: &str) -> Result<IpAddr, TelemetryError> {
     Err(TelemetryError::Ip(text.chars().take(64).collect()))
 }
 
-fn parse_rfc3339_ms(text: &str) -> Result<i64, TelemetryError> {
+/// RFC 3339 text to epoch milliseconds (the fast path for the usual shapes).
+pub fn parse_rfc3339_ms(text: &str) -> Result<i64, TelemetryError> {
     if let Some(ms) = fast_rfc3339_ms(text.as_bytes()) {
         return Ok(ms);
     }
