@@ -52,31 +52,10 @@ pub async fn normalize(
     let (adapters, jwks) =
         crate::serve::gateway_adapters(&cfg, &cfg.gateway.inputs, &metrics, &shutdown);
 
-    let listen = cfg.http.listen;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: listen,
-            source,
-        })?;
-    let bound = listener.local_addr().map_err(|source| ServeError::Listen {
-        addr: listen,
-        source,
-    })?;
-    if let Some(tx) = hooks.http_bound {
-        let _ = tx.send(bound);
-    }
-    tracing::info!(%bound, topics = ?topics, "normalize: http listening");
+    tracing::info!(topics = ?topics, "normalize: reading gateway topics");
     let app = crate::api::ops_app(metrics.clone(), readiness);
-    let http_stop = shutdown.clone();
-    let http = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(http_stop.cancelled_owned())
-            .await
-        {
-            tracing::error!(error = %e, "http server");
-        }
-    });
+    let http =
+        crate::serve::serve_http(cfg.http.listen, app, hooks.http_bound, shutdown.clone()).await?;
 
     let handler = NormalizeHandler::new(
         adapters,

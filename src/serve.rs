@@ -154,21 +154,6 @@ pub async fn serve(
     ));
     metrics.set_brake(&controls.brake.status());
 
-    let listen = cfg.http.listen;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: listen,
-            source,
-        })?;
-    let bound = listener.local_addr().map_err(|source| ServeError::Listen {
-        addr: listen,
-        source,
-    })?;
-    if let Some(tx) = hooks.http_bound {
-        let _ = tx.send(bound);
-    }
-    tracing::info!(%bound, "http listening");
     let app = api::app(AppState {
         metrics: metrics.clone(),
         readiness: readiness.clone(),
@@ -182,15 +167,7 @@ pub async fn serve(
             max_body_bytes: cfg.http.max_body_bytes,
         }),
     });
-    let http_stop = shutdown.clone();
-    let http = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(http_stop.cancelled_owned())
-            .await
-        {
-            tracing::error!(error = %e, "http server");
-        }
-    });
+    let http = serve_http(cfg.http.listen, app, hooks.http_bound, shutdown.clone()).await?;
 
     let reload = tokio::spawn(watch_geo(geo.clone(), metrics.clone(), shutdown.clone()));
     let model_reload = tokio::spawn(reload_model_on_hangup(
@@ -250,6 +227,33 @@ pub async fn serve(
         let _ = t.await;
     }
     Ok(ServeReport { scored, settled })
+}
+
+/// Binds `addr`, reports the bound address (useful with port 0), and serves
+/// `app` until `shutdown`.
+pub async fn serve_http(
+    addr: SocketAddr,
+    app: axum::Router,
+    bound_tx: Option<oneshot::Sender<SocketAddr>>,
+    shutdown: CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, ServeError> {
+    let listen_error = |source| ServeError::Listen { addr, source };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(listen_error)?;
+    let bound = listener.local_addr().map_err(listen_error)?;
+    if let Some(tx) = bound_tx {
+        let _ = tx.send(bound);
+    }
+    tracing::info!(%bound, "http listening");
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+        {
+            tracing::error!(error = %e, "http server");
+        }
+    }))
 }
 
 /// Loads the model file again and swaps it in; the next event is scored by
