@@ -36,6 +36,10 @@ impl Write for Logs {
     }
 }
 
+async fn get_text(client: &reqwest::Client, url: String) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 fn nginx(t_s: i64, ip: &str, token: &str) -> Vec<u8> {
     let ts = time::OffsetDateTime::from_unix_timestamp(1_795_428_000 + t_s).unwrap();
     let time = ts
@@ -151,43 +155,15 @@ async fn a_stolen_token_in_nginx_logs_is_flagged_and_never_leaks() {
 
     // Everything the service exposes or wrote, searched for the raw tokens.
     let client = reqwest::Client::new();
-    let metrics_text = client
-        .get(format!("http://{http}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics_text = get_text(&client, format!("http://{http}/metrics")).await;
     assert!(
         metrics_text.contains("tokenwatch_deadletters_total{reason=\"not_bearer\"} 1"),
         "{metrics_text}"
     );
-    let token_view = client
-        .get(format!("http://{http}/v1/tokens/{stolen_id}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let token_view = get_text(&client, format!("http://{http}/v1/tokens/{stolen_id}")).await;
     assert!(token_view.contains("\"requests\":2"), "{token_view}");
-    let alerts = client
-        .get(format!("http://{http}/v1/alerts"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let audit = client
-        .get(format!("http://{http}/v1/audit"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let alerts = get_text(&client, format!("http://{http}/v1/alerts")).await;
+    let audit = get_text(&client, format!("http://{http}/v1/audit")).await;
     let mut published = Vec::new();
     for t in [
         &k.telemetry_topic,

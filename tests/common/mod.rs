@@ -61,26 +61,7 @@ pub fn record_for(token: &str, sub: &str, t_s: f64, ip: &str, ua: &str) -> Vec<u
 /// Reads `topic` (partition 0) from the beginning until `n` messages or
 /// `secs` pass; returns the payloads as JSON.
 pub fn topic_json(brokers: &str, topic: &str, n: usize, secs: u64) -> Vec<serde_json::Value> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "test-reader")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("reader");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .expect("partition");
-    c.assign(&tpl).expect("assign");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
-    let mut out = Vec::new();
-    while out.len() < n && std::time::Instant::now() < deadline {
-        if let Some(Ok(m)) = c.poll(std::time::Duration::from_millis(100)) {
-            out.push(serde_json::from_slice(m.payload().unwrap_or_default()).expect("json"));
-        }
-    }
-    out
+    topic_json_all(brokers, topic, 1, n, secs)
 }
 
 /// Reads every partition of `topic` from the beginning until `n` messages
