@@ -41,6 +41,8 @@ pub struct Metrics {
     pub normalize_rejected: IntCounterVec,
     pub normalize_seconds: Histogram,
     pub allowlist_entries: IntGauge,
+    pub denylist_entries: IntGauge,
+    pub denylist_checks: IntCounterVec,
     /// Last DetectorStats folded in, so counters advance by deltas.
     last_stats: std::sync::Mutex<DetectorStats>,
 }
@@ -172,14 +174,14 @@ impl Metrics {
             revocations: counter_vec(
                 &r,
                 "tokenwatch_revocations_total",
-                "Settled decisions by outcome (revoked, not_acted, unrevocable, rejected, gave_up, …).",
-                &["outcome"],
+                "Decision outcomes per response target (rfc7009, a subject-logout name, denylist, alerts, a webhook name).",
+                &["target", "outcome"],
             ),
             revocation_seconds: {
                 let h = HistogramVec::new(
-                    HistogramOpts::new("tokenwatch_revocation_duration_seconds", "Time to settle one decision.")
+                    HistogramOpts::new("tokenwatch_revocation_duration_seconds", "Time to settle one decision across all its targets.")
                         .buckets(wall),
-                    &["outcome"],
+                    &["result"],
                 )
                 .expect("valid metric");
                 r.register(Box::new(h.clone())).expect("metric registered once");
@@ -237,6 +239,21 @@ impl Metrics {
                 r.register(Box::new(g.clone())).expect("registered once");
                 g
             },
+            denylist_entries: {
+                let g = IntGauge::new(
+                    "tokenwatch_denylist_entries",
+                    "Revoked tokens on the edge denylist held by this instance.",
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("registered once");
+                g
+            },
+            denylist_checks: counter_vec(
+                &r,
+                "tokenwatch_denylist_checks_total",
+                "Edge checks (auth_request / ext_authz) by result: allowed, denied, not_ready.",
+                &["result"],
+            ),
             last_stats: std::sync::Mutex::new(DetectorStats::default()),
             registry: r,
         };
@@ -254,17 +271,27 @@ impl Metrics {
             }
             self.decisions_published.with_label_values(&[action]);
         }
-        for outcome in [
-            "revoked",
-            "not_acted",
-            "braked",
-            "duplicate",
-            "unrevocable",
-            "bad_handle",
-            "rejected",
-            "gave_up",
-        ] {
-            self.revocations.with_label_values(&[outcome]);
+        self.zero_targets(&[crate::respond::RFC7009]);
+    }
+
+    /// Creates the outcome series of every configured response target at
+    /// 0, so the first failure after a restart is an `increase()`.
+    pub fn zero_targets(&self, targets: &[&str]) {
+        for target in targets {
+            for outcome in [
+                "revoked",
+                "denied",
+                "delivered",
+                "not_acted",
+                "braked",
+                "duplicate",
+                "unrevocable",
+                "bad_handle",
+                "rejected",
+                "gave_up",
+            ] {
+                self.revocations.with_label_values(&[target, outcome]);
+            }
         }
     }
 
@@ -299,7 +326,7 @@ impl Metrics {
     }
 
     pub fn set_brake(&self, b: &crate::respond::BrakeStatus) {
-        self.brake_engaged.set(i64::from(b.engaged));
+        self.brake_engaged.set(i64::from(b.holding()));
     }
 
     /// The text exposition format, for `/metrics`.

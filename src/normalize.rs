@@ -49,8 +49,8 @@ pub async fn normalize(
         .collect();
     consumer.subscribe(&topics)?;
     let producer: FutureProducer = ingest::producer_config(&cfg.kafka).create()?;
-    let (adapters, jwks) =
-        crate::serve::gateway_adapters(&cfg, &cfg.gateway.inputs, &metrics, &shutdown);
+    let (verifier, jwks) = crate::serve::jwt_verifier(&cfg, true, &metrics, &shutdown);
+    let adapters = crate::serve::gateway_adapters(&cfg, &cfg.gateway.inputs, verifier);
 
     tracing::info!(topics = ?topics, "normalize: reading gateway topics");
     let app = crate::api::ops_app(metrics.clone(), readiness);

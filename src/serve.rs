@@ -24,7 +24,12 @@ use crate::ingest::{
 use crate::journal::{Alerts, Audit};
 use crate::metrics::Metrics;
 use crate::model::{Model, ModelArtifact, ModelError};
-use crate::respond::{Brake, Controls, Decision, Flagger, Outbox, Revoker, Rfc7009Client, Settled};
+use crate::respond::{
+    AlertsTarget, Brake, Controls, Decision, Denylist, DenylistTarget, Flagger, Outbox, Revoker,
+    Rfc7009Client, Settled, SubjectLogout, Targets, TopicWriter, Webhook, ALERTS, DENYLIST,
+    RFC7009,
+};
+use crate::telemetry::TokenHasher;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -150,9 +155,32 @@ pub async fn serve(
     ));
     let controls = Arc::new(Controls::new(
         cfg.respond.mode,
-        Brake::new(cfg.respond.brake_limit, cfg.respond.brake_window),
+        Brake::new(cfg.respond.brake),
     ));
     metrics.set_brake(&controls.brake.status());
+
+    let direct = cfg.gateway.direct_inputs();
+    let (verifier, jwks_task) = jwt_verifier(
+        &cfg,
+        !direct.is_empty() || cfg.respond.denylist.is_some(),
+        &metrics,
+        &shutdown,
+    );
+    let denylist = Arc::new(Denylist::default());
+    let edge = cfg.respond.denylist.map(|_| api::EdgeCheck {
+        denylist: denylist.clone(),
+        hasher: TokenHasher::new(&cfg.gateway.hash_key),
+        verifier: verifier.clone(),
+    });
+    let denylist_task = cfg.respond.denylist.map(|_| {
+        tokio::spawn(ingest::denylist::follow(
+            cfg.kafka.clone(),
+            cfg.kafka.denylist_topic.clone(),
+            denylist.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        ))
+    });
 
     let app = api::app(AppState {
         metrics: metrics.clone(),
@@ -165,6 +193,7 @@ pub async fn serve(
             model_path: cfg.model_path.clone(),
             admin_token: cfg.http.admin_token.as_deref().map(AdminToken::new),
             max_body_bytes: cfg.http.max_body_bytes,
+            edge,
         }),
     });
     let http = serve_http(cfg.http.listen, app, hooks.http_bound, shutdown.clone()).await?;
@@ -177,8 +206,7 @@ pub async fn serve(
         shutdown.clone(),
     ));
 
-    let (gateways, jwks_task) =
-        gateway_adapters(&cfg, cfg.gateway.direct_inputs(), &metrics, &shutdown);
+    let gateways = gateway_adapters(&cfg, direct, verifier);
     let scoring = ScoringHandler::new(
         detector,
         producer.clone(),
@@ -187,13 +215,7 @@ pub async fn serve(
         metrics.clone(),
     )
     .with_gateways(gateways);
-    let rfc7009 = cfg
-        .respond
-        .rfc7009
-        .clone()
-        .map(Rfc7009Client::new)
-        .transpose()?;
-    let revoker = Revoker::new(controls, cfg.respond.sealer.clone(), rfc7009);
+    let revoker = revoker(&cfg, controls, &producer, &denylist, &metrics)?;
     let revoking = RevocationHandler::new(
         revoker,
         producer,
@@ -224,6 +246,9 @@ pub async fn serve(
     let _ = reload.await;
     let _ = model_reload.await;
     if let Some(t) = jwks_task {
+        let _ = t.await;
+    }
+    if let Some(t) = denylist_task {
         let _ = t.await;
     }
     Ok(ServeReport { scored, settled })
@@ -305,32 +330,36 @@ async fn reload_model_on_hangup(
     shutdown.cancelled().await;
 }
 
-/// The adapter of each gateway topic in `inputs`, and the task that keeps
-/// the JWKS fresh if one is configured.
-pub fn gateway_adapters(
+/// The JWT verifier when `gateway.jwks_url` is set and something derives
+/// token ids (`needed`), and the task that keeps its keys fresh.
+pub fn jwt_verifier(
     cfg: &Config,
-    inputs: &[crate::config::GatewayInput],
+    needed: bool,
     metrics: &Arc<Metrics>,
     shutdown: &CancellationToken,
 ) -> (
-    std::collections::HashMap<String, Normalizer>,
+    Option<Arc<JwtVerifier>>,
     Option<tokio::task::JoinHandle<()>>,
 ) {
-    let verifier = cfg
-        .gateway
-        .jwks_url
-        .as_ref()
-        .filter(|_| !inputs.is_empty())
-        .map(|url| {
-            Arc::new(JwtVerifier::with_keys(
-                url.clone(),
-                jsonwebtoken::jwk::JwkSet { keys: Vec::new() },
-            ))
-        });
+    let verifier = cfg.gateway.jwks_url.as_ref().filter(|_| needed).map(|url| {
+        Arc::new(JwtVerifier::with_keys(
+            url.clone(),
+            jsonwebtoken::jwk::JwkSet { keys: Vec::new() },
+        ))
+    });
     let task = verifier
         .clone()
         .map(|v| tokio::spawn(refresh_jwks(v, metrics.clone(), shutdown.clone())));
-    let adapters = inputs
+    (verifier, task)
+}
+
+/// The adapter of each gateway topic in `inputs`.
+pub fn gateway_adapters(
+    cfg: &Config,
+    inputs: &[crate::config::GatewayInput],
+    verifier: Option<Arc<JwtVerifier>>,
+) -> std::collections::HashMap<String, Normalizer> {
+    inputs
         .iter()
         .map(|i| {
             let n = Normalizer::new(
@@ -342,8 +371,50 @@ pub fn gateway_adapters(
             .with_verifier(verifier.clone());
             (i.topic.clone(), n)
         })
-        .collect();
-    (adapters, task)
+        .collect()
+}
+
+/// The revoker with every configured target.
+fn revoker(
+    cfg: &Config,
+    controls: Arc<Controls>,
+    producer: &FutureProducer,
+    denylist: &Arc<Denylist>,
+    metrics: &Metrics,
+) -> Result<Revoker, ServeError> {
+    let r = &cfg.respond;
+    let targets = Targets {
+        rfc7009: r.rfc7009.clone().map(Rfc7009Client::new).transpose()?,
+        logouts: r
+            .logouts
+            .iter()
+            .cloned()
+            .map(SubjectLogout::new)
+            .collect::<Result<_, _>>()?,
+        denylist: r.denylist.map(|max_ttl| DenylistTarget {
+            writer: TopicWriter::new(producer.clone(), cfg.kafka.denylist_topic.clone()),
+            set: denylist.clone(),
+            max_ttl,
+        }),
+        alerts: r.alerts.clone().map(|format| AlertsTarget {
+            writer: TopicWriter::new(producer.clone(), cfg.kafka.alerts_topic.clone()),
+            format,
+        }),
+        webhooks: r
+            .webhooks
+            .iter()
+            .cloned()
+            .map(Webhook::new)
+            .collect::<Result<_, _>>()?,
+    };
+    let mut names: Vec<&str> = vec![RFC7009];
+    names.extend(r.logouts.iter().map(|l| l.name.as_str()));
+    names.extend(r.denylist.map(|_| DENYLIST));
+    names.extend(r.alerts.as_ref().map(|_| ALERTS));
+    names.extend(r.webhooks.iter().map(|w| w.name.as_str()));
+    metrics.zero_targets(&names);
+    Ok(Revoker::new(controls, r.sealer.clone(), targets)
+        .with_active_tokens(metrics.tokens_tracked.clone()))
 }
 
 /// Keeps the issuer's keys fresh: every 30 s until the first success (until

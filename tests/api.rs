@@ -15,12 +15,17 @@ use http_body_util::BodyExt;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{DefaultProducerContext, FutureProducer};
 use serde_json::{json, Value};
-use tokenwatch::api::{app, AdminToken, AllowlistStore, AppState, Service};
+use tokenwatch::api::{app, AdminToken, AllowlistStore, AppState, EdgeCheck, Service};
 use tokenwatch::config::{KafkaConfig, RawConfig};
 use tokenwatch::ingest::{self, Readiness};
 use tokenwatch::journal::{Alerts, Audit};
 use tokenwatch::metrics::Metrics;
-use tokenwatch::respond::{Brake, Controls, Flagger, Mode, Outbox};
+use tokenwatch::respond::{
+    Brake, BrakeLimits, Controls, DenyEntry, Denylist, Flagger, Mode, Outbox,
+};
+use tokenwatch::telemetry::{keyed_token_id, TokenHasher};
+
+const HASH_KEY: &[u8] = b"edge-check-hash-key";
 use tower::ServiceExt;
 
 const ADMIN: &str = "test-admin-token-0123456789";
@@ -72,6 +77,11 @@ fn fixture_with(admin: Option<&str>, brake: Brake) -> Fixture {
             model_path: model_path.clone(),
             admin_token: admin.map(AdminToken::new),
             max_body_bytes: 4096,
+            edge: Some(EdgeCheck {
+                denylist: Arc::new(Denylist::default()),
+                hasher: TokenHasher::new(HASH_KEY),
+                verifier: None,
+            }),
         }),
     };
     Fixture {
@@ -633,11 +643,14 @@ async fn mode_switch_takes_effect_and_is_exported() {
 async fn brake_reset_releases_an_engaged_brake() {
     let f = fixture_with(
         Some(ADMIN),
-        Brake::new(1, std::time::Duration::from_secs(60)),
+        Brake::new(BrakeLimits {
+            max_revocations: 1,
+            ..BrakeLimits::default()
+        }),
     );
     let brake = &f.state.service.controls.brake;
-    assert!(brake.allow(0));
-    assert!(!brake.allow(1));
+    assert!(brake.allow(0, None, 0));
+    assert!(!brake.allow(1, None, 0));
     assert_eq!(get(&f, "/v1/policy").await.json()["brake"]["engaged"], true);
     let r = admin(&f, Method::POST, "/v1/policy/brake/reset", None).await;
     assert_eq!(r.status, StatusCode::OK);
@@ -667,7 +680,10 @@ async fn the_openapi_document_lists_exactly_the_routes_the_router_serves() {
     // first method the document gives it.
     let f = fixture();
     for path in &documented {
-        let concrete = path.replace("{token_id}", "tok-x").replace("{id}", "x");
+        let concrete = path
+            .replace("{token_id}", "tok-x")
+            .replace("{id}", "x")
+            .replace("{*original}", "orders/1");
         let section = spec.split(&format!("\n  {path}:\n")).nth(1).unwrap();
         let method = section
             .trim_start()
@@ -693,4 +709,80 @@ async fn the_openapi_document_lists_exactly_the_routes_the_router_serves() {
             "{method} {concrete}"
         );
     }
+}
+
+// --------------------------------------------------------------------------
+// The edge check (NGINX auth_request, Envoy ext_authz).
+
+#[tokio::test]
+async fn the_edge_check_refuses_a_revoked_token_and_passes_every_other_request() {
+    let f = fixture();
+    let edge = f.state.service.edge.as_ref().unwrap();
+    // Until the denylist topic has been read, the gateway is told to wait.
+    let r = call(&f, Method::GET, "/v1/check", Some("opaque-stolen"), None).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    edge.denylist.mark_ready();
+
+    let now = tokenwatch::clock::now_ms();
+    let deny = |id: String, until_ms: i64| {
+        edge.denylist.insert(&DenyEntry {
+            decision_id: format!("{id}/revoke"),
+            token_id: id,
+            revoked_at_ms: now,
+            until_ms,
+        })
+    };
+    // Known the way the adapters know them: keyed hash, or the JWT's jti.
+    deny(keyed_token_id(HASH_KEY, "opaque-stolen"), now + 60_000);
+    deny("jti-stolen".into(), now + 60_000);
+    deny(keyed_token_id(HASH_KEY, "opaque-expired"), now - 1);
+    let jwt = |jti: &str| {
+        use base64::Engine;
+        let e = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        format!(
+            "{}.{}.{}",
+            e(r#"{"alg":"RS256"}"#),
+            e(&format!(r#"{{"jti":"{jti}","sub":"v"}}"#)),
+            e("sig")
+        )
+    };
+
+    let r = call(&f, Method::GET, "/v1/check", Some("opaque-stolen"), None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert!(r.headers["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .contains("invalid_token"));
+    // Envoy ext_authz: the original method and path follow the prefix.
+    let r = call(
+        &f,
+        Method::POST,
+        "/v1/check/orders/42?x=1",
+        Some(&jwt("jti-stolen")),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    for (token, why) in [
+        (
+            Some("opaque-fine".to_string()),
+            "another token of the victim",
+        ),
+        (Some(jwt("jti-fine")), "another JWT"),
+        (
+            Some("opaque-expired".to_string()),
+            "an entry past its expiry",
+        ),
+        (None, "no credential: the upstream decides"),
+    ] {
+        let r = call(&f, Method::GET, "/v1/check", token.as_deref(), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{why}");
+    }
+    let m = get(&f, "/metrics").await.text;
+    assert!(
+        m.contains(r#"tokenwatch_denylist_checks_total{result="denied"} 2"#),
+        "{m}"
+    );
+    assert!(m.contains(r#"tokenwatch_denylist_checks_total{result="allowed"} 4"#));
+    assert!(m.contains(r#"tokenwatch_denylist_checks_total{result="not_ready"} 1"#));
 }

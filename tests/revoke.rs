@@ -12,7 +12,8 @@ use axum::Router;
 use tokenwatch::demo::AuthServer;
 use tokenwatch::detect::Action;
 use tokenwatch::respond::{
-    ClientAuth, Controls, Decision, Mode, Outcome, Revoker, Rfc7009Client, Rfc7009Params, Sealer,
+    BrakeLimits, ClientAuth, Controls, Decision, Mode, Outcome, RetryPolicy, Revoker,
+    Rfc7009Client, Rfc7009Params, Sealer, Settled, Targets, RFC7009,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -22,11 +23,26 @@ fn params(url: String, id: &str, secret: &str, auth: ClientAuth) -> Rfc7009Param
         client_id: id.into(),
         client_secret: secret.into(),
         auth,
-        timeout: Duration::from_secs(2),
-        max_retries: 4,
-        min_backoff: Duration::from_millis(10),
-        max_backoff: Duration::from_millis(50),
+        retry: RetryPolicy {
+            timeout: Duration::from_secs(2),
+            max_retries: 4,
+            min_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(50),
+        },
     }
+}
+
+/// What the RFC 7009 target did (or the one outcome of a decision that
+/// never reached the targets).
+fn rfc(s: Settled) -> Outcome {
+    s.outcome_of(RFC7009)
+        .or(s
+            .outcomes
+            .first()
+            .filter(|_| s.outcomes.len() == 1)
+            .map(|o| &o.outcome))
+        .cloned()
+        .unwrap_or_else(|| panic!("{:?}", s.outcomes))
 }
 
 fn decision(token_id: &str, handle: Option<String>) -> Decision {
@@ -84,27 +100,27 @@ async fn a_sealed_handle_really_revokes_the_token_at_the_authorization_server() 
         let mut r = Revoker::new(
             Controls::with_mode(Mode::Revoke),
             Some(s.clone()),
-            Some(client),
+            Targets::rfc7009(Some(client)),
         );
         let settled = r.settle(decision("tok-m", Some(handle))).await;
-        assert_eq!(
-            settled.outcome,
-            Outcome::Revoked { attempts: 1 },
-            "{method:?}"
-        );
+        assert_eq!(rfc(settled), Outcome::Revoked { attempts: 1 }, "{method:?}");
         assert!(
             !auth.is_active(&raw),
             "{method:?}: the token is really gone"
         );
     }
     let client = client_of(&auth);
-    let mut r = Revoker::new(Controls::with_mode(Mode::Revoke), Some(s), Some(client));
+    let mut r = Revoker::new(
+        Controls::with_mode(Mode::Revoke),
+        Some(s),
+        Targets::rfc7009(Some(client)),
+    );
     assert!(auth.is_active(&raw));
     r.settle(decision("tok-1", Some(handle.clone()))).await;
     assert!(!auth.is_active(&raw));
     // A replayed decision is recognised and not acted on twice.
     assert_eq!(
-        r.settle(decision("tok-1", Some(handle))).await.outcome,
+        rfc(r.settle(decision("tok-1", Some(handle))).await),
         Outcome::Duplicate
     );
     stop.cancel();
@@ -118,9 +134,9 @@ async fn without_a_handle_nothing_is_posted_and_nothing_counts_as_revoked() {
     let mut r = Revoker::new(
         Controls::with_mode(Mode::Revoke),
         Some(sealer()),
-        Some(client),
+        Targets::rfc7009(Some(client)),
     );
-    let out = r.settle(decision("tok-2", None)).await.outcome;
+    let out = rfc(r.settle(decision("tok-2", None)).await);
     assert!(matches!(out, Outcome::Unrevocable { .. }), "{out:?}");
     assert_eq!(out.label(), "unrevocable");
     assert_eq!(
@@ -141,9 +157,9 @@ async fn a_handle_sealed_for_another_token_or_key_does_not_open() {
     let mut r = Revoker::new(
         Controls::with_mode(Mode::Revoke),
         Some(sealer()),
-        Some(client),
+        Targets::rfc7009(Some(client)),
     );
-    let out = r.settle(decision("tok-3", Some(handle))).await.outcome;
+    let out = rfc(r.settle(decision("tok-3", Some(handle))).await);
     assert_eq!(out.label(), "bad_handle");
     assert!(auth.is_active(&raw));
     stop.cancel();
@@ -157,8 +173,12 @@ async fn shadow_mode_never_calls_the_authorization_server() {
     let s = sealer();
     let handle = s.seal("tok-4", &raw);
     let client = client_of(&auth);
-    let mut r = Revoker::new(Controls::with_mode(Mode::Shadow), Some(s), Some(client));
-    let out = r.settle(decision("tok-4", Some(handle))).await.outcome;
+    let mut r = Revoker::new(
+        Controls::with_mode(Mode::Shadow),
+        Some(s),
+        Targets::rfc7009(Some(client)),
+    );
+    let out = rfc(r.settle(decision("tok-4", Some(handle))).await);
     assert_eq!(out, Outcome::NotActed { mode: "shadow" });
     assert!(auth.is_active(&raw) && auth.revocation_requests() == 0);
     stop.cancel();
@@ -194,12 +214,11 @@ async fn settle_against(script: Vec<u16>, token_id: &str) -> (Outcome, u32) {
     let mut r = Revoker::new(
         Controls::with_mode(Mode::Revoke),
         Some(s.clone()),
-        Some(client),
+        Targets::rfc7009(Some(client)),
     );
-    let out = r
+    let out = rfc(r
         .settle(decision(token_id, Some(s.seal(token_id, "v"))))
-        .await
-        .outcome;
+        .await);
     (out, calls.load(Ordering::SeqCst))
 }
 
@@ -234,12 +253,11 @@ async fn wrong_client_credentials_are_a_permanent_failure() {
     let mut r = Revoker::new(
         Controls::with_mode(Mode::Revoke),
         Some(s.clone()),
-        Some(client),
+        Targets::rfc7009(Some(client)),
     );
-    let out = r
+    let out = rfc(r
         .settle(decision("tok-8", Some(s.seal("tok-8", &raw))))
-        .await
-        .outcome;
+        .await);
     assert_eq!(out.label(), "rejected");
     assert!(auth.is_active(&raw));
     stop.cancel();
@@ -252,17 +270,21 @@ async fn the_brake_holds_a_flood_of_revocations_but_not_an_operator() {
     let s = sealer();
     let controls = Arc::new(Controls::new(
         Mode::Revoke,
-        tokenwatch::respond::Brake::new(2, Duration::from_secs(300)),
+        tokenwatch::respond::Brake::new(BrakeLimits {
+            max_revocations: 2,
+            ..BrakeLimits::default()
+        }),
     ));
-    let mut r = Revoker::new(controls.clone(), Some(s.clone()), Some(client_of(&auth)));
+    let mut r = Revoker::new(
+        controls.clone(),
+        Some(s.clone()),
+        Targets::rfc7009(Some(client_of(&auth))),
+    );
     let mut raws = Vec::new();
     for i in 0..4 {
         let id = format!("tok-b{i}");
         let raw = auth.issue("alice");
-        let outcome = r
-            .settle(decision(&id, Some(s.seal(&id, &raw))))
-            .await
-            .outcome;
+        let outcome = rfc(r.settle(decision(&id, Some(s.seal(&id, &raw)))).await);
         if i < 2 {
             assert_eq!(outcome, Outcome::Revoked { attempts: 1 }, "{id}");
             assert!(!auth.is_active(&raw));
@@ -280,17 +302,16 @@ async fn the_brake_holds_a_flood_of_revocations_but_not_an_operator() {
     let mut manual = Decision::manual("tok-b2", "alice", "reviewed", None, 0);
     manual.token_handle = Some(s.seal("tok-b2", &raws[2]));
     assert_eq!(
-        r.settle(manual).await.outcome,
+        rfc(r.settle(manual).await),
         Outcome::Revoked { attempts: 1 }
     );
     assert!(!auth.is_active(&raws[2]));
 
     // Reset: automatic revocations flow again.
     controls.brake.reset();
-    let outcome = r
+    let outcome = rfc(r
         .settle(decision("tok-b3", Some(s.seal("tok-b3", &raws[3]))))
-        .await
-        .outcome;
+        .await);
     assert_eq!(outcome, Outcome::Revoked { attempts: 1 });
     stop.cancel();
 }

@@ -5,12 +5,14 @@
 //! - operations: `/metrics`, `/healthz`, `/readyz`
 //! - queries: `POST /v1/score`, `GET /v1/tokens/{id}`, `GET /v1/alerts`,
 //!   `GET /v1/audit`, `GET /v1/policy`
+//! - edge: `/v1/check` for NGINX `auth_request` and Envoy `ext_authz`
 //! - admin (bearer credential, every action audited): revoke a token,
 //!   allowlist CRUD, model reload, mode switch, brake reset
 
 mod admin;
 pub mod allowlist;
 mod auth;
+pub mod check;
 mod error;
 mod journal;
 mod score;
@@ -22,11 +24,12 @@ use std::sync::Arc;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post, put};
+use axum::routing::{any, delete, get, post, put};
 use axum::Router;
 
 pub use allowlist::AllowlistStore;
 pub use auth::AdminToken;
+pub use check::EdgeCheck;
 pub use error::ApiError;
 
 use crate::ingest::Readiness;
@@ -42,6 +45,8 @@ pub struct Service {
     pub model_path: PathBuf,
     pub admin_token: Option<AdminToken>,
     pub max_body_bytes: usize,
+    /// The edge check; `None` when the denylist is off.
+    pub edge: Option<EdgeCheck>,
 }
 
 #[derive(Clone)]
@@ -77,6 +82,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/policy", get(admin::policy))
         .route("/v1/policy/mode", put(admin::set_mode))
         .route("/v1/policy/brake/reset", post(admin::reset_brake))
+        // Envoy's ext_authz appends the original path to its path_prefix.
+        .route("/v1/check", any(check::check))
+        .route("/v1/check/{*original}", any(check::check))
         .fallback(|| async { ApiError::not_found("no such route; see docs/openapi.yaml") })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)

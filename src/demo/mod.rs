@@ -102,6 +102,8 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<DemoSumm
     cluster.create_topic(&cfg.kafka.decisions_topic, 2, 1)?;
     cluster.create_topic(&cfg.kafka.deadletter_topic, 1, 1)?;
     cluster.create_topic(&cfg.kafka.audit_topic, 1, 1)?;
+    cluster.create_topic(&cfg.kafka.denylist_topic, 1, 1)?;
+    cluster.create_topic(&cfg.kafka.alerts_topic, 1, 1)?;
 
     let stop_all = CancellationToken::new();
     let auth = AuthServer::start(stop_all.clone()).await?;
@@ -119,6 +121,8 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<DemoSumm
         timeout: Duration::from_secs(5),
         max_retries: 6,
     });
+    // The edge check derives ids the way the demo's gateway does.
+    cfg.gateway.hash_key = id_secret.clone();
     cfg.http.listen = args.listen.to_string();
     // A fresh admin credential per run, printed so the admin API can be tried.
     let admin_token = format!("demo-{:032x}", rand::random::<u128>());
@@ -307,8 +311,8 @@ fn report(
     } else {
         format!("FALSE POSITIVE: {}", t.scenario.as_str())
     };
-    let outcome = match &s.outcome {
-        Outcome::Revoked { .. } => {
+    let outcome = match s.outcome_of(crate::respond::RFC7009) {
+        Some(Outcome::Revoked { .. }) => {
             let active = auth.is_active(&t.raw);
             let since = first_attack
                 .lock()
@@ -326,7 +330,7 @@ fn report(
                 None => format!("revoked in {} ms (IdP says active={active})", s.took.as_millis()),
             }
         }
-        other => format!("{other:?}"),
+        _ => serde_json::to_string(&s.outcomes).unwrap_or_default(),
     };
     if !t.scenario.is_attack() {
         summary.flagged_legit += 1;

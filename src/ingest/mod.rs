@@ -5,6 +5,7 @@
 mod consumer;
 mod context;
 mod deadletter;
+pub mod denylist;
 mod kafka;
 mod normalize;
 mod revoke;

@@ -1,7 +1,8 @@
 //! The revoking consumer's handler: decision log → revoker. A decision is
-//! committed only once settled; while the IdP is unreachable the same
-//! decision is retried (the loop backs off), so an outage delays revocations
-//! and loses none.
+//! committed only once settled; while a target is unreachable the same
+//! decision is retried (the loop backs off), and only the targets that have
+//! not yet succeeded are called again, so an outage delays revocations and
+//! loses none.
 
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use super::consumer::{Handler, Transient};
 use super::deadletter;
 use crate::journal::Audit;
 use crate::metrics::Metrics;
-use crate::respond::{Decision, Outcome, Revoker, Settled};
+use crate::respond::{Decision, Revoker, Settled};
 
 pub struct RevocationHandler {
     revoker: Revoker,
@@ -67,38 +68,47 @@ impl Handler for RevocationHandler {
             }
         };
         let settled = self.revoker.settle(decision).await;
-        let label = settled.outcome.label();
-        self.metrics.revocations.with_label_values(&[label]).inc();
+        for o in &settled.outcomes {
+            self.metrics
+                .revocations
+                .with_label_values(&[&o.target, o.outcome.label()])
+                .inc();
+            if o.outcome.pending() || matches!(o.outcome.label(), "rejected" | "bad_handle") {
+                tracing::warn!(
+                    token_id = %settled.decision.token_id,
+                    target = %o.target,
+                    outcome = o.outcome.label(),
+                    detail = ?o.outcome,
+                    "revocation target failed"
+                );
+            }
+        }
+        let pending = settled.pending();
         self.metrics
             .revocation_seconds
-            .with_label_values(&[label])
+            .with_label_values(&[if pending { "pending" } else { "settled" }])
             .observe(settled.took.as_secs_f64());
-        tracing::info!(
-            token_id = %settled.decision.token_id,
-            outcome = label,
-            took_ms = settled.took.as_millis() as u64,
-            detail = ?settled.outcome,
-            "decision settled"
-        );
-        if let Outcome::Failed {
-            permanent: false,
-            why,
-        } = &settled.outcome
-        {
-            return Err(Transient(format!("revocation not settled: {why}")));
-        }
         self.metrics
             .set_brake(&self.revoker.controls().brake.status());
+        tracing::info!(
+            token_id = %settled.decision.token_id,
+            revoked = settled.revoked(),
+            pending,
+            took_ms = settled.took.as_millis() as u64,
+            outcomes = %serde_json::to_string(&settled.outcomes).unwrap_or_default(),
+            "decision settled"
+        );
         let detail = serde_json::json!({
             "decision_id": settled.decision.decision_id,
-            "outcome": settled.outcome,
+            "outcomes": settled.outcomes,
+            "pending": pending,
             "took_ms": settled.took.as_millis() as u64,
         });
         if let Err(e) = self
             .audit
             .record(
                 "revoker",
-                "settled",
+                if pending { "attempted" } else { "settled" },
                 Some(&settled.decision.token_id),
                 detail,
             )
@@ -107,6 +117,12 @@ impl Handler for RevocationHandler {
             // The outcome is in the log line above and the metrics; holding
             // the decision back for the audit topic would delay revocations.
             tracing::warn!(error = %e, "audit topic: settled decision not recorded");
+        }
+        if pending {
+            return Err(Transient(format!(
+                "decision {} not settled: a target may still succeed",
+                settled.decision.decision_id
+            )));
         }
         if let Some(o) = &self.observer {
             let _ = o.send(settled);

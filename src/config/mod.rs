@@ -16,19 +16,23 @@ use serde::{Deserialize, Serialize};
 use crate::detect::DetectorParams;
 use crate::features::FeatureParams;
 use crate::gateway::{FieldMap, Format, TrustedProxies};
-use crate::respond::{ClientAuth, Mode, Rfc7009Params, SealError, Sealer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration: {0}")]
     Parse(#[from] Box<figment::Error>),
     #[error("configuration key `{key}`: {why}")]
-    Invalid { key: &'static str, why: String },
+    Invalid { key: String, why: String },
 }
 
-fn invalid(key: &'static str, why: impl Into<String>) -> ConfigError {
+mod respond;
+pub use respond::{
+    RawAlerts, RawBrake, RawDenylist, RawLogout, RawRespond, RawRfc7009, RawWebhook, RespondConfig,
+};
+
+fn invalid(key: impl Into<String>, why: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
-        key,
+        key: key.into(),
         why: why.into(),
     }
 }
@@ -95,6 +99,11 @@ pub struct RawKafka {
     pub deadletter_topic: String,
     pub decisions_topic: String,
     pub audit_topic: String,
+    /// Compacted: revoked token ids for the edge check, read whole by
+    /// every instance.
+    pub denylist_topic: String,
+    /// Alert events (JSON or Security Event Tokens) for SIEMs.
+    pub alerts_topic: String,
     #[serde(with = "humantime_serde")]
     pub commit_interval: Duration,
     /// Extra librdkafka properties (security.protocol, sasl.*, …).
@@ -110,6 +119,8 @@ impl Default for RawKafka {
             deadletter_topic: "tokenwatch.deadletter".into(),
             decisions_topic: "tokenwatch.decisions".into(),
             audit_topic: "tokenwatch.audit".into(),
+            denylist_topic: "tokenwatch.denylist".into(),
+            alerts_topic: "tokenwatch.alerts".into(),
             commit_interval: Duration::from_secs(1),
             properties: BTreeMap::new(),
         }
@@ -181,59 +192,6 @@ impl Default for RawModel {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawRespond {
-    pub mode: Mode,
-    /// Key id → base64 of a 32-byte key; `seal_key_order[0]` seals.
-    pub seal_keys: BTreeMap<String, String>,
-    pub seal_key_order: Vec<String>,
-    pub rfc7009: Option<RawRfc7009>,
-    pub brake: RawBrake,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawBrake {
-    /// Revocations allowed in `window` before the brake engages.
-    pub max_revocations: usize,
-    #[serde(with = "humantime_serde")]
-    pub window: Duration,
-}
-
-impl Default for RawBrake {
-    fn default() -> Self {
-        RawBrake {
-            max_revocations: crate::respond::brake::DEFAULT_LIMIT,
-            window: crate::respond::brake::DEFAULT_WINDOW,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawRfc7009 {
-    pub url: String,
-    pub client_id: String,
-    pub client_secret: String,
-    #[serde(default = "default_auth")]
-    pub auth: ClientAuth,
-    #[serde(with = "humantime_serde", default = "default_timeout")]
-    pub timeout: Duration,
-    #[serde(default = "default_retries")]
-    pub max_retries: usize,
-}
-
-fn default_auth() -> ClientAuth {
-    ClientAuth::ClientSecretBasic
-}
-fn default_timeout() -> Duration {
-    Duration::from_secs(5)
-}
-fn default_retries() -> usize {
-    6
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawHttp {
@@ -265,6 +223,8 @@ pub struct KafkaConfig {
     pub deadletter_topic: String,
     pub decisions_topic: String,
     pub audit_topic: String,
+    pub denylist_topic: String,
+    pub alerts_topic: String,
     pub commit_interval: Duration,
     pub properties: BTreeMap<String, String>,
 }
@@ -273,15 +233,6 @@ pub struct KafkaConfig {
 pub struct GeoConfig {
     pub city_db: Vec<PathBuf>,
     pub asn_db: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone)]
-pub struct RespondConfig {
-    pub mode: Mode,
-    pub sealer: Option<Sealer>,
-    pub rfc7009: Option<Rfc7009Params>,
-    pub brake_limit: usize,
-    pub brake_window: Duration,
 }
 
 #[derive(Clone)]
@@ -381,7 +332,7 @@ impl Config {
     }
 }
 
-fn non_empty(key: &'static str, v: &str) -> Result<String, ConfigError> {
+fn non_empty(key: &str, v: &str) -> Result<String, ConfigError> {
     if v.trim().is_empty() {
         Err(invalid(key, "must not be empty"))
     } else {
@@ -419,6 +370,8 @@ impl RawConfig {
             deadletter_topic: non_empty("kafka.deadletter_topic", &k.deadletter_topic)?,
             decisions_topic: non_empty("kafka.decisions_topic", &k.decisions_topic)?,
             audit_topic: non_empty("kafka.audit_topic", &k.audit_topic)?,
+            denylist_topic: non_empty("kafka.denylist_topic", &k.denylist_topic)?,
+            alerts_topic: non_empty("kafka.alerts_topic", &k.alerts_topic)?,
             commit_interval: k.commit_interval,
             properties: k.properties.clone(),
         };
@@ -457,69 +410,7 @@ impl RawConfig {
             idle_ttl_ms: d.idle_ttl.as_millis() as i64,
             geo_cache,
         };
-        let r = &self.respond;
-        let sealer = if r.seal_keys.is_empty() {
-            None
-        } else {
-            let mut order: Vec<&str> = r.seal_key_order.iter().map(String::as_str).collect();
-            for kid in r.seal_keys.keys() {
-                if !order.contains(&kid.as_str()) {
-                    order.push(kid);
-                }
-            }
-            if let Some(missing) = order.iter().find(|kid| !r.seal_keys.contains_key(**kid)) {
-                return Err(invalid(
-                    "respond.seal_key_order",
-                    format!("key id {missing:?} is not in respond.seal_keys"),
-                ));
-            }
-            let keys = order.iter().map(|kid| (*kid, r.seal_keys[*kid].as_str()));
-            Some(
-                Sealer::new(keys)
-                    .map_err(|e: SealError| invalid("respond.seal_keys", e.to_string()))?,
-            )
-        };
-        let rfc7009 = match &r.rfc7009 {
-            None => None,
-            Some(x) => {
-                let url = url::Url::parse(&x.url)
-                    .map_err(|e| invalid("respond.rfc7009.url", e.to_string()))?;
-                if !matches!(url.scheme(), "http" | "https") {
-                    return Err(invalid("respond.rfc7009.url", "must be an http(s) URL"));
-                }
-                if x.timeout.is_zero() {
-                    return Err(invalid(
-                        "respond.rfc7009.timeout",
-                        "must be greater than zero",
-                    ));
-                }
-                Some(Rfc7009Params {
-                    url: x.url.clone(),
-                    client_id: non_empty("respond.rfc7009.client_id", &x.client_id)?,
-                    client_secret: x.client_secret.clone(),
-                    auth: x.auth,
-                    timeout: x.timeout,
-                    max_retries: x.max_retries,
-                    min_backoff: Duration::from_millis(100),
-                    max_backoff: Duration::from_secs(30),
-                })
-            }
-        };
-        if r.mode == Mode::Revoke && rfc7009.is_some() && sealer.is_none() {
-            return Err(invalid(
-                "respond.seal_keys",
-                "revoke mode with an RFC 7009 endpoint needs seal keys to open token handles",
-            ));
-        }
-        if r.brake.max_revocations == 0 {
-            return Err(invalid(
-                "respond.brake.max_revocations",
-                "must be at least 1 (use mode = \"alert\" to revoke nothing)",
-            ));
-        }
-        if r.brake.window.is_zero() {
-            return Err(invalid("respond.brake.window", "must be greater than zero"));
-        }
+        let respond = self.respond.validate()?;
         let h = &self.http;
         let listen = h.listen.parse().map_err(|e: std::net::AddrParseError| {
             invalid("http.listen", format!("{e} (want host:port)"))
@@ -549,13 +440,7 @@ impl RawConfig {
             },
             detect,
             model_path: self.model.path.clone(),
-            respond: RespondConfig {
-                mode: r.mode,
-                sealer,
-                rfc7009,
-                brake_limit: r.brake.max_revocations,
-                brake_window: r.brake.window,
-            },
+            respond,
             http: HttpConfig {
                 listen,
                 admin_token,
@@ -649,6 +534,44 @@ impl RawGateway {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::respond::{LogoutAuth, Mode, Sealer};
+
+    #[test]
+    fn response_targets_name_the_failing_key() {
+        assert!(err("[[respond.subject_logout]]\nname = \"kc\"\npreset = \"keycloak\"\nbase_url = \"https://kc\"")
+            .contains("respond.subject_logout[0].realm"));
+        assert!(
+            err("[[respond.subject_logout]]\nname = \"x\"\nurl = \"https://idp/users/me\"")
+                .contains("respond.subject_logout[0].url"),
+            "a template without {{sub}}"
+        );
+        assert!(err("[[respond.subject_logout]]\nname = \"x\"\nurl = \"https://idp/{sub}\"\nmethod = \"N O\"")
+            .contains("respond.subject_logout[0].method"));
+        assert!(err(
+            "[[respond.webhook]]\nname = \"siem\"\nurl = \"https://siem/hook\"\nsecret = \"short\""
+        )
+        .contains("respond.webhook[0].secret"));
+        assert!(err("[[respond.webhook]]\nname = \"denylist\"\nurl = \"https://siem/hook\"\nsecret = \"0123456789abcdef\"")
+            .contains("respond.webhook[0].name"));
+        assert!(err("[respond.alerts]\nformat = \"set\"\nset_issuer = \"https://tw\"\nset_key = \"c2hvcnQ=\"")
+            .contains("respond.alerts.set_key"));
+        assert!(err("[respond.brake]\nmax_active_fraction = 2.0")
+            .contains("respond.brake.max_active_fraction"));
+        let c = Config::from_toml(
+            "[[respond.subject_logout]]\nname = \"kc\"\npreset = \"keycloak\"\nbase_url = \"https://kc.example\"\nrealm = \"acme\"\n[respond.subject_logout.client_credentials]\ntoken_url = \"https://kc.example/realms/acme/protocol/openid-connect/token\"\nclient_id = \"tokenwatch\"\nclient_secret = \"s\"",
+        )
+        .unwrap();
+        let l = &c.respond.logouts[0];
+        assert_eq!(
+            l.url,
+            "https://kc.example/admin/realms/acme/users/{sub}/logout"
+        );
+        assert!(matches!(l.auth, LogoutAuth::ClientCredentials { .. }));
+        assert!(
+            c.respond.denylist.is_some() && c.respond.alerts.is_some(),
+            "on by default"
+        );
+    }
 
     fn err(text: &str) -> String {
         Config::from_toml(text).unwrap_err().to_string()
