@@ -73,5 +73,10 @@ async fn the_demo_catches_and_revokes_a_stolen_token_with_metrics_live() {
         "{body}"
     );
     assert!(counter(&body, "tokenwatch_tokens_flagged_total") > 0.0);
-    assert!(counter(&body, "tokenwatch_revocations_total{outcome=\"revoked\"}") > 0.0);
+    assert!(
+        counter(
+            &body,
+            "tokenwatch_revocations_total{outcome=\"revoked\",target=\"rfc7009\"}"
+        ) > 0.0
+    );
 }

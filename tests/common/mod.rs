@@ -73,6 +73,21 @@ pub fn topic_json_all(
     n: usize,
     secs: u64,
 ) -> Vec<serde_json::Value> {
+    topic_records(brokers, topic, partitions, n, secs)
+        .into_iter()
+        .map(|(_, v)| serde_json::from_slice(&v.unwrap_or_default()).expect("json"))
+        .collect()
+}
+
+/// Keys and payloads (`None`: a tombstone) of every partition of `topic`,
+/// from the beginning, until `n` messages or `secs` pass.
+pub fn topic_records(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    n: usize,
+    secs: u64,
+) -> Vec<(String, Option<Vec<u8>>)> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
     let c: BaseConsumer = ClientConfig::new()
@@ -91,7 +106,8 @@ pub fn topic_json_all(
     let mut out = Vec::new();
     while out.len() < n && std::time::Instant::now() < deadline {
         if let Some(Ok(m)) = c.poll(std::time::Duration::from_millis(100)) {
-            out.push(serde_json::from_slice(m.payload().unwrap_or_default()).expect("json"));
+            let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+            out.push((key, m.payload().map(<[u8]>::to_vec)));
         }
     }
     out

@@ -1,0 +1,664 @@
+//! Every response target against real servers on loopback and a real Kafka
+//! protocol (librdkafka's mock cluster): subject logout with client
+//! credentials, signed webhooks, time-outs, retries that call only what has
+//! not yet succeeded, per-tenant brakes, the denylist and SET alert topics,
+//! idempotence across a restart, and a revoker killed between consuming a
+//! decision and committing it.
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::Router;
+use common::*;
+use rdkafka::consumer::Consumer;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokenwatch::config::{KafkaConfig, RawConfig};
+use tokenwatch::detect::Action;
+use tokenwatch::ingest::{self, IngestConsumer, IngestContext, RevocationHandler};
+use tokenwatch::journal::Audit;
+use tokenwatch::metrics::Metrics;
+use tokenwatch::respond::{
+    webhook, AlertFormat, AlertsTarget, Brake, BrakeLimits, ClientAuth, Controls, Decision,
+    Denylist, DenylistTarget, LogoutAuth, LogoutParams, Mode, Outcome, Preset, RetryPolicy,
+    Revoker, Rfc7009Client, Rfc7009Params, Sealer, Settled, SubjectLogout, Targets, TopicWriter,
+    Webhook, WebhookParams, ALERTS, CAEP_SESSION_REVOKED, DENYLIST, RFC7009,
+};
+use tokio_util::sync::CancellationToken;
+
+const ADMIN_AT: &str = "admin-access-token-1";
+const HOOK_SECRET: &[u8] = b"webhook-secret-0123456789";
+
+fn quick_retry(max_retries: usize) -> RetryPolicy {
+    RetryPolicy {
+        timeout: Duration::from_secs(2),
+        max_retries,
+        min_backoff: Duration::from_millis(5),
+        max_backoff: Duration::from_millis(20),
+    }
+}
+
+/// A loopback IdP: a client-credentials token endpoint, a Keycloak-shaped
+/// logout route that answers from a script, an RFC 7009 endpoint and a
+/// webhook receiver that checks signatures.
+#[derive(Default)]
+struct Idp {
+    token_calls: AtomicU32,
+    logouts: Mutex<Vec<String>>,
+    logout_script: Mutex<Vec<u16>>,
+    revocations: Mutex<Vec<String>>,
+    hooks: Mutex<Vec<serde_json::Value>>,
+    bad_signatures: AtomicU32,
+    /// Delay before answering the RFC 7009 endpoint.
+    revoke_delay: Mutex<Duration>,
+    revoke_started: AtomicU32,
+}
+
+async fn token(State(idp): State<Arc<Idp>>, headers: HeaderMap) -> (StatusCode, String) {
+    idp.token_calls.fetch_add(1, Ordering::SeqCst);
+    // tokenwatch:s3cret, Basic.
+    let ok = headers
+        .get("authorization")
+        .is_some_and(|v| v == "Basic dG9rZW53YXRjaDpzM2NyZXQ=");
+    if !ok {
+        return (StatusCode::UNAUTHORIZED, String::new());
+    }
+    (
+        StatusCode::OK,
+        format!(r#"{{"access_token":"{ADMIN_AT}","token_type":"Bearer","expires_in":300}}"#),
+    )
+}
+
+async fn logout(
+    State(idp): State<Arc<Idp>>,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+) -> StatusCode {
+    if headers.get("authorization").and_then(|v| v.to_str().ok())
+        != Some(&format!("Bearer {ADMIN_AT}"))
+    {
+        return StatusCode::UNAUTHORIZED;
+    }
+    if user == "ghost" {
+        return StatusCode::NOT_FOUND;
+    }
+    let next = {
+        let mut s = idp.logout_script.lock().unwrap();
+        if s.is_empty() {
+            204
+        } else {
+            s.remove(0)
+        }
+    };
+    if next == 204 {
+        idp.logouts.lock().unwrap().push(user);
+    }
+    StatusCode::from_u16(next).unwrap()
+}
+
+async fn revoke(State(idp): State<Arc<Idp>>, body: String) -> StatusCode {
+    idp.revoke_started.fetch_add(1, Ordering::SeqCst);
+    let delay = *idp.revoke_delay.lock().unwrap();
+    tokio::time::sleep(delay).await;
+    let token = url::form_urlencoded::parse(body.as_bytes())
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    idp.revocations.lock().unwrap().push(token);
+    StatusCode::OK
+}
+
+async fn hook(
+    State(idp): State<Arc<Idp>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> StatusCode {
+    let sig = headers
+        .get(webhook::SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let now = tokenwatch::clock::now_ms() / 1000;
+    if !webhook::verify(HOOK_SECRET, sig, &body, now, 300) {
+        idp.bad_signatures.fetch_add(1, Ordering::SeqCst);
+        return StatusCode::UNAUTHORIZED;
+    }
+    idp.hooks
+        .lock()
+        .unwrap()
+        .push(serde_json::from_slice(&body).unwrap());
+    StatusCode::NO_CONTENT
+}
+
+async fn idp() -> (String, Arc<Idp>) {
+    let state = Arc::new(Idp::default());
+    let app = Router::new()
+        .route("/realms/acme/protocol/openid-connect/token", post(token))
+        .route("/admin/realms/acme/users/{user}/logout", post(logout))
+        .route("/revoke", post(revoke))
+        .route("/hook", post(hook))
+        .with_state(state.clone());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (base, state)
+}
+
+fn keycloak(base: &str) -> SubjectLogout {
+    let (method, url) = Preset::Keycloak.method_and_url(base, Some("acme")).unwrap();
+    SubjectLogout::new(LogoutParams {
+        name: "keycloak".into(),
+        method,
+        url,
+        headers: vec![],
+        body: None,
+        auth: LogoutAuth::ClientCredentials {
+            token_url: format!("{base}/realms/acme/protocol/openid-connect/token"),
+            client_id: "tokenwatch".into(),
+            client_secret: "s3cret".into(),
+            scope: None,
+        },
+        retry: quick_retry(3),
+    })
+    .unwrap()
+}
+
+fn rfc7009(base: &str, retry: RetryPolicy) -> Rfc7009Client {
+    Rfc7009Client::new(Rfc7009Params {
+        url: format!("{base}/revoke"),
+        client_id: "tw".into(),
+        client_secret: "x".into(),
+        auth: ClientAuth::ClientSecretBasic,
+        retry,
+    })
+    .unwrap()
+}
+
+fn hook_target(base: &str) -> Webhook {
+    Webhook::new(WebhookParams {
+        name: "siem".into(),
+        url: format!("{base}/hook"),
+        secret: HOOK_SECRET.to_vec(),
+        retry: quick_retry(2),
+    })
+    .unwrap()
+}
+
+fn sealer() -> Sealer {
+    Sealer::new([("k1", Sealer::generate_key().as_str())]).unwrap()
+}
+
+fn decision(token_id: &str, sub: &str, tenant: Option<&str>, action: Action) -> Decision {
+    Decision {
+        decision_id: Decision::decision_id(token_id, action),
+        token_id: token_id.into(),
+        sub: sub.into(),
+        tenant: tenant.map(str::to_owned),
+        client_id: None,
+        action,
+        score: 0.97,
+        model_version: "test".into(),
+        explanation: "velocity 9,800 km/h Paris→Sydney in 40 min".into(),
+        rule: Some("impossible_travel".into()),
+        event_ts_ms: 0,
+        decided_at_ms: 0,
+        token_handle: None,
+        token_exp: None,
+    }
+}
+
+fn of(s: &Settled, target: &str) -> Outcome {
+    s.outcome_of(target)
+        .cloned()
+        .unwrap_or_else(|| panic!("no {target} in {:?}", s.outcomes))
+}
+
+#[tokio::test]
+async fn subject_logout_gets_a_client_credentials_token_and_logs_each_subject_out_once() {
+    let (base, idp) = idp().await;
+    let mut r = Revoker::new(
+        Controls::with_mode(Mode::Revoke),
+        None,
+        Targets {
+            logouts: vec![keycloak(&base)],
+            ..Targets::default()
+        },
+    );
+    // A subject id that needs escaping in a path.
+    let s = r
+        .settle(decision("tok-1", "user 1/a", None, Action::Revoke))
+        .await;
+    assert_eq!(of(&s, "keycloak"), Outcome::Revoked { attempts: 1 });
+    // A second stolen token of the same subject: already logged out.
+    let s = r
+        .settle(decision("tok-2", "user 1/a", None, Action::Revoke))
+        .await;
+    assert_eq!(of(&s, "keycloak"), Outcome::Duplicate);
+    assert_eq!(*idp.logouts.lock().unwrap(), vec!["user 1/a".to_string()]);
+    assert_eq!(
+        idp.token_calls.load(Ordering::SeqCst),
+        1,
+        "the admin token is reused"
+    );
+
+    // An unknown subject logged nobody out: a failure, never a success.
+    let s = r
+        .settle(decision("tok-3", "ghost", None, Action::Revoke))
+        .await;
+    assert_eq!(of(&s, "keycloak").label(), "rejected");
+    assert!(!s.revoked());
+}
+
+#[tokio::test]
+async fn a_template_naming_a_value_the_decision_lacks_is_never_called() {
+    let (base, idp) = idp().await;
+    let l = SubjectLogout::new(LogoutParams {
+        name: "per-tenant".into(),
+        method: reqwest::Method::POST,
+        url: format!("{base}/admin/realms/{{tenant}}/users/{{sub}}/logout"),
+        headers: vec![],
+        body: None,
+        auth: LogoutAuth::Bearer(ADMIN_AT.into()),
+        retry: quick_retry(1),
+    })
+    .unwrap();
+    let mut r = Revoker::new(
+        Controls::with_mode(Mode::Revoke),
+        None,
+        Targets {
+            logouts: vec![l],
+            ..Targets::default()
+        },
+    );
+    let s = r
+        .settle(decision("tok-1", "alice", None, Action::Revoke))
+        .await;
+    assert_eq!(of(&s, "per-tenant").label(), "unrevocable");
+    // With the tenant the same template reaches the IdP.
+    let s = r
+        .settle(decision("tok-2", "alice", Some("acme"), Action::Revoke))
+        .await;
+    assert_eq!(of(&s, "per-tenant"), Outcome::Revoked { attempts: 1 });
+    assert_eq!(idp.logouts.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_retry_calls_only_the_targets_that_have_not_yet_succeeded() {
+    let (base, idp) = idp().await;
+    let s = sealer();
+    // The logout endpoint is down for 4 calls: more than one settle retries.
+    *idp.logout_script.lock().unwrap() = vec![503, 503, 503, 503];
+    let mut r = Revoker::new(
+        Controls::with_mode(Mode::Revoke),
+        Some(s.clone()),
+        Targets {
+            rfc7009: Some(rfc7009(&base, quick_retry(2))),
+            logouts: vec![keycloak(&base)],
+            ..Targets::default()
+        },
+    );
+    let mut d = decision("tok-r", "bob", None, Action::Revoke);
+    d.token_handle = Some(s.seal("tok-r", "raw-opaque-r"));
+    let first = r.settle(d.clone()).await;
+    assert_eq!(of(&first, RFC7009), Outcome::Revoked { attempts: 1 });
+    assert_eq!(of(&first, "keycloak").label(), "gave_up");
+    assert!(first.pending(), "the decision is not done");
+    // The consumer hands the same decision back: RFC 7009 is not called again.
+    let second = r.settle(d.clone()).await;
+    assert_eq!(of(&second, RFC7009), Outcome::Duplicate);
+    assert_eq!(of(&second, "keycloak"), Outcome::Revoked { attempts: 1 });
+    assert!(!second.pending());
+    assert_eq!(
+        *idp.revocations.lock().unwrap(),
+        vec!["raw-opaque-r".to_string()]
+    );
+    assert_eq!(*idp.logouts.lock().unwrap(), vec!["bob".to_string()]);
+    // And once settled, a replay does nothing at all.
+    let third = r.settle(d).await;
+    assert_eq!(third.outcomes.len(), 1);
+    assert_eq!(third.outcomes[0].outcome, Outcome::Duplicate);
+}
+
+#[tokio::test]
+async fn a_server_that_does_not_answer_in_time_is_retried_then_given_up_not_counted_revoked() {
+    let (base, idp) = idp().await;
+    *idp.revoke_delay.lock().unwrap() = Duration::from_secs(5);
+    let s = sealer();
+    let retry = RetryPolicy {
+        timeout: Duration::from_millis(200),
+        ..quick_retry(1)
+    };
+    let mut r = Revoker::new(
+        Controls::with_mode(Mode::Revoke),
+        Some(s.clone()),
+        Targets::rfc7009(Some(rfc7009(&base, retry))),
+    );
+    let mut d = decision("tok-t", "carol", None, Action::Revoke);
+    d.token_handle = Some(s.seal("tok-t", "raw-t"));
+    let started = std::time::Instant::now();
+    let settled = r.settle(d).await;
+    let o = of(&settled, RFC7009);
+    assert_eq!(o.label(), "gave_up", "{o:?}");
+    assert!(format!("{o:?}").contains("transport"), "{o:?}");
+    assert!(settled.pending() && !settled.revoked());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "two 200 ms attempts"
+    );
+}
+
+#[tokio::test]
+async fn webhooks_are_signed_and_carry_no_sealed_token() {
+    let (base, idp) = idp().await;
+    let s = sealer();
+    let mut r = Revoker::new(
+        Controls::with_mode(Mode::Alert),
+        Some(s.clone()),
+        Targets {
+            rfc7009: Some(rfc7009(&base, quick_retry(1))),
+            webhooks: vec![hook_target(&base)],
+            ..Targets::default()
+        },
+    );
+    let mut d = decision("tok-w", "dave", Some("acme"), Action::Revoke);
+    d.token_handle = Some(s.seal("tok-w", "raw-w"));
+    let settled = r.settle(d).await;
+    assert_eq!(of(&settled, RFC7009), Outcome::NotActed { mode: "alert" });
+    assert_eq!(of(&settled, "siem"), Outcome::Delivered { attempts: 1 });
+    assert!(
+        idp.revocations.lock().unwrap().is_empty(),
+        "alert mode revokes nothing"
+    );
+    let hooks = idp.hooks.lock().unwrap().clone();
+    assert_eq!(hooks.len(), 1);
+    assert_eq!(hooks[0]["token_id"], "tok-w");
+    assert_eq!(hooks[0]["tenant"], "acme");
+    assert_eq!(hooks[0]["revoked"], false);
+    assert!(!hooks[0].to_string().contains("raw-w"));
+    assert!(hooks[0].get("token_handle").is_none());
+    assert_eq!(idp.bad_signatures.load(Ordering::SeqCst), 0);
+
+    // A receiver with another secret refuses it, and that is a failure.
+    let wrong = Webhook::new(WebhookParams {
+        name: "wrong".into(),
+        url: format!("{base}/hook"),
+        secret: b"not-the-shared-secret".to_vec(),
+        retry: quick_retry(0),
+    })
+    .unwrap();
+    let mut r = Revoker::new(
+        Controls::with_mode(Mode::Alert),
+        None,
+        Targets {
+            webhooks: vec![wrong],
+            ..Targets::default()
+        },
+    );
+    let settled = r
+        .settle(decision("tok-w2", "dave", None, Action::Alert))
+        .await;
+    assert_eq!(of(&settled, "wrong").label(), "rejected");
+    assert_eq!(idp.bad_signatures.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn one_tenant_past_its_brake_is_held_while_others_are_revoked() {
+    let (base, idp) = idp().await;
+    let controls = Arc::new(Controls::new(
+        Mode::Revoke,
+        Brake::new(BrakeLimits {
+            per_tenant: Some(1),
+            ..BrakeLimits::default()
+        }),
+    ));
+    let mut r = Revoker::new(
+        controls.clone(),
+        None,
+        Targets {
+            logouts: vec![keycloak(&base)],
+            ..Targets::default()
+        },
+    );
+    let a1 = r
+        .settle(decision("t-a1", "a1", Some("acme"), Action::Revoke))
+        .await;
+    let a2 = r
+        .settle(decision("t-a2", "a2", Some("acme"), Action::Revoke))
+        .await;
+    let g1 = r
+        .settle(decision("t-g1", "g1", Some("globex"), Action::Revoke))
+        .await;
+    assert_eq!(of(&a1, "keycloak"), Outcome::Revoked { attempts: 1 });
+    assert_eq!(of(&a2, "keycloak"), Outcome::Braked);
+    assert_eq!(of(&g1, "keycloak"), Outcome::Revoked { attempts: 1 });
+    assert_eq!(
+        controls.brake.status().tenants_engaged,
+        vec!["acme".to_string()]
+    );
+    // Reset: the held decision, handed back by the consumer, goes through.
+    controls.brake.reset();
+    let a2 = r
+        .settle(decision("t-a2", "a2", Some("acme"), Action::Revoke))
+        .await;
+    assert_eq!(of(&a2, "keycloak"), Outcome::Revoked { attempts: 1 });
+    assert_eq!(idp.logouts.lock().unwrap().len(), 3);
+}
+
+// --------------------------------------------------------------------------
+// Kafka-backed targets.
+
+fn kafka(cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>) -> KafkaConfig {
+    let mut raw = RawConfig::default();
+    raw.kafka.brokers = cluster.bootstrap_servers();
+    raw.kafka.commit_interval = Duration::from_millis(100);
+    let k = raw.validate().unwrap().kafka;
+    for t in [
+        &k.decisions_topic,
+        &k.denylist_topic,
+        &k.alerts_topic,
+        &k.deadletter_topic,
+    ] {
+        cluster.create_topic(t, 1, 1).unwrap();
+    }
+    k
+}
+
+async fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A revoker as `serve` builds it: RFC 7009, denylist and SET alerts.
+fn full_revoker(
+    k: &KafkaConfig,
+    base: &str,
+    sealer: &Sealer,
+    denylist: Arc<Denylist>,
+    set_key: &[u8],
+) -> Revoker {
+    let producer: FutureProducer = ingest::producer_config(k).create().unwrap();
+    Revoker::new(
+        Controls::with_mode(Mode::Revoke),
+        Some(sealer.clone()),
+        Targets {
+            rfc7009: Some(rfc7009(base, quick_retry(2))),
+            denylist: Some(DenylistTarget {
+                writer: TopicWriter::new(producer.clone(), k.denylist_topic.clone()),
+                set: denylist,
+                max_ttl: Duration::from_secs(3600),
+            }),
+            alerts: Some(AlertsTarget {
+                writer: TopicWriter::new(producer, k.alerts_topic.clone()),
+                format: AlertFormat::Set {
+                    issuer: "https://tokenwatch.test".into(),
+                    audience: Some("https://siem.test".into()),
+                    key: set_key.to_vec(),
+                },
+            }),
+            ..Targets::default()
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_denylist_and_alert_topics_record_a_revocation_and_a_restart_does_not_repeat_it() {
+    let cluster = MockCluster::new(1).unwrap();
+    let k = kafka(&cluster);
+    let (base, idp) = idp().await;
+    let s = sealer();
+    let set_key = [7u8; 32];
+    let mut d = decision("tok-k", "erin", Some("acme"), Action::Revoke);
+    d.token_handle = Some(s.seal("tok-k", "raw-k"));
+    let exp_s = tokenwatch::clock::now_ms() / 1000 + 600;
+    d.token_exp = Some(exp_s);
+
+    let first = Arc::new(Denylist::default());
+    let mut r = full_revoker(&k, &base, &s, first.clone(), &set_key);
+    let settled = r.settle(d.clone()).await;
+    assert_eq!(of(&settled, RFC7009), Outcome::Revoked { attempts: 1 });
+    assert_eq!(of(&settled, DENYLIST), Outcome::Denied);
+    assert_eq!(of(&settled, ALERTS), Outcome::Delivered { attempts: 1 });
+
+    // The denylist entry: keyed by token id, denied until the token's exp.
+    let entries = topic_records(&k.brokers, &k.denylist_topic, 1, 1, 10);
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].0, "tok-k");
+    let entry: serde_json::Value = serde_json::from_slice(entries[0].1.as_ref().unwrap()).unwrap();
+    assert_eq!(entry["until_ms"], exp_s * 1000);
+
+    // The alert: a signed SET with a CAEP session-revoked event.
+    let alerts = topic_records(&k.brokers, &k.alerts_topic, 1, 1, 10);
+    let jws = String::from_utf8(alerts[0].1.clone().unwrap()).unwrap();
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    v.set_audience(&["https://siem.test"]);
+    v.set_required_spec_claims(&["iss", "aud"]);
+    let set = jsonwebtoken::decode::<serde_json::Value>(
+        &jws,
+        &jsonwebtoken::DecodingKey::from_secret(&set_key),
+        &v,
+    )
+    .expect("the SET verifies");
+    assert_eq!(set.header.typ.as_deref(), Some("secevent+jwt"));
+    let claims = set.claims;
+    assert_eq!(claims["sub_id"]["user"]["id"], "erin");
+    assert_eq!(claims["sub_id"]["tenant"]["id"], "acme");
+    assert!(
+        claims["events"][CAEP_SESSION_REVOKED].is_object(),
+        "{claims}"
+    );
+    assert!(!jws.contains("raw-k") && !claims.to_string().contains("raw-k"));
+
+    // A restarted instance (new process: empty memory) reads the denylist
+    // topic and does not revoke the same token again.
+    let stop = CancellationToken::new();
+    let second = Arc::new(Denylist::default());
+    let follower = tokio::spawn(ingest::denylist::follow(
+        k.clone(),
+        k.denylist_topic.clone(),
+        second.clone(),
+        Arc::new(Metrics::new()),
+        stop.clone(),
+    ));
+    wait_until("the denylist to load", 15, || second.is_ready()).await;
+    assert!(second.is_denied("tok-k", tokenwatch::clock::now_ms()));
+    let mut r2 = full_revoker(&k, &base, &s, second.clone(), &set_key);
+    let again = r2.settle(d).await;
+    assert_eq!(of(&again, RFC7009), Outcome::Duplicate);
+    assert_eq!(idp.revocations.lock().unwrap().len(), 1, "revoked once");
+    stop.cancel();
+    follower.await.unwrap();
+}
+
+fn revoke_consumer(k: &KafkaConfig) -> Arc<IngestConsumer> {
+    let c: IngestConsumer = ingest::consumer_config(k, "revoker-crash")
+        .create_with_context(IngestContext {
+            readiness: None,
+            name: "revoke",
+            metrics: None,
+        })
+        .unwrap();
+    c.subscribe(&[&k.decisions_topic]).unwrap();
+    Arc::new(c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoker_killed_before_committing_acts_on_the_decision_after_restart() {
+    let cluster = MockCluster::new(1).unwrap();
+    let k = kafka(&cluster);
+    let (base, idp) = idp().await;
+    let s = sealer();
+    let mut d = decision("tok-c", "frank", None, Action::Revoke);
+    d.token_handle = Some(s.seal("tok-c", "raw-c"));
+    let producer: FutureProducer = ingest::producer_config(&k).create().unwrap();
+    producer
+        .send(
+            FutureRecord::to(&k.decisions_topic)
+                .key("tok-c")
+                .payload(&serde_json::to_vec(&d).unwrap()),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+
+    // The IdP answers slowly: the revoker is killed while its call is in
+    // flight, after consuming the decision and before committing it.
+    let start = |idp_delay: Duration| {
+        *idp.revoke_delay.lock().unwrap() = idp_delay;
+        let metrics = Arc::new(Metrics::new());
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Settled>();
+        let handler = RevocationHandler::new(
+            full_revoker(&k, &base, &s, Arc::new(Denylist::default()), &[1; 32]),
+            producer.clone(),
+            k.deadletter_topic.clone(),
+            metrics.clone(),
+            Arc::new(Audit::in_memory(10)),
+            Some(tx),
+        );
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(ingest::run(
+            revoke_consumer(&k),
+            handler,
+            k.commit_interval,
+            stop.clone(),
+            metrics,
+        ));
+        (task, stop, rx)
+    };
+    let (task, _stop, _rx) = start(Duration::from_secs(30));
+    // Wait until the decision has been consumed and the call is in flight.
+    wait_until("the revoker to call the IdP", 20, || {
+        idp.revoke_started.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    task.abort(); // kill -9: no shutdown, no commit
+    let _ = task.await;
+    assert!(
+        idp.revocations.lock().unwrap().is_empty(),
+        "the first call never finished"
+    );
+
+    let (task, stop, mut rx) = start(Duration::ZERO);
+    let settled = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        .await
+        .expect("the decision comes back after restart")
+        .unwrap();
+    assert_eq!(of(&settled, RFC7009), Outcome::Revoked { attempts: 1 });
+    // Acted on once after restart (the killed call never completed).
+    let calls = idp.revocations.lock().unwrap().clone();
+    assert!(!calls.is_empty() && calls.len() <= 2, "{calls:?}");
+    assert!(calls.iter().all(|t| t == "raw-c"));
+    stop.cancel();
+    let stats = task.await.unwrap();
+    assert!(stats.handled >= 1, "{stats:?}");
+}
