@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -21,20 +20,6 @@ use tokio_util::sync::CancellationToken;
 
 const STOLEN: &str = "stolen-opaque-token-3f9a1c77d2e4";
 const OTHER: &str = "other-users-token-b81c0e55aa19";
-
-/// Collects every log line the service writes.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 async fn get_text(client: &reqwest::Client, url: String) -> String {
     client.get(url).send().await.unwrap().text().await.unwrap()
@@ -55,13 +40,7 @@ fn nginx(t_s: i64, ip: &str, token: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stolen_token_in_nginx_logs_is_flagged_and_never_leaks() {
-    let logs = Logs::default();
-    let sink = logs.clone();
-    tracing_subscriber::fmt()
-        .json()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_writer(move || sink.clone())
-        .init();
+    let logs = capture_logs();
 
     let cluster = MockCluster::new(1).unwrap();
     let mut raw = RawConfig::default();
@@ -175,7 +154,7 @@ async fn a_stolen_token_in_nginx_logs_is_flagged_and_never_leaks() {
     }
     stop.cancel();
     let _ = service.await;
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(logs.contains("token flagged"), "logs were captured");
     for (what, text) in [
         ("metrics", metrics_text),

@@ -112,3 +112,47 @@ pub fn topic_records(
     }
     out
 }
+
+/// A loopback port nothing listens on yet.
+#[allow(dead_code)]
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Every log line the process writes from now on (JSON, DEBUG and up), for
+/// tests that prove what never appears in logs. Once per test binary.
+#[allow(dead_code)]
+pub fn capture_logs() -> Logs {
+    let logs = Logs::default();
+    let sink = logs.clone();
+    tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(move || sink.clone())
+        .init();
+    logs
+}
+
+#[derive(Clone, Default)]
+pub struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Logs {
+    #[allow(dead_code)]
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
