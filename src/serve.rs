@@ -153,10 +153,10 @@ pub async fn serve(
         metrics.clone(),
         hooks.decisions,
     ));
-    let controls = Arc::new(Controls::new(
-        cfg.respond.mode,
-        Brake::new(cfg.respond.brake),
-    ));
+    let controls = Arc::new(
+        Controls::new(cfg.respond.mode, Brake::new(cfg.respond.brake))
+            .with_overrides(cfg.respond.overrides.clone()),
+    );
     metrics.set_brake(&controls.brake.status());
 
     let direct = cfg.gateway.direct_inputs();

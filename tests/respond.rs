@@ -662,3 +662,38 @@ async fn a_revoker_killed_before_committing_acts_on_the_decision_after_restart()
     let stats = task.await.unwrap();
     assert!(stats.handled >= 1, "{stats:?}");
 }
+
+#[tokio::test]
+async fn a_tenant_in_shadow_is_scored_but_never_acted_on_while_others_are() {
+    let (base, idp) = idp().await;
+    let mut o = tokenwatch::respond::Overrides::default();
+    o.tenants.insert("pilot".into(), Mode::Shadow);
+    let controls = Arc::new(Controls::new(Mode::Revoke, Brake::default()).with_overrides(o));
+    let mut r = Revoker::new(
+        controls,
+        None,
+        Targets {
+            logouts: vec![keycloak(&base)],
+            webhooks: vec![hook_target(&base)],
+            ..Targets::default()
+        },
+    );
+    let pilot = r
+        .settle(decision("t-p", "p1", Some("pilot"), Action::Revoke))
+        .await;
+    assert_eq!(pilot.outcomes.len(), 1);
+    assert_eq!(
+        pilot.outcomes[0].outcome,
+        Outcome::NotActed { mode: "shadow" }
+    );
+    let other = r
+        .settle(decision("t-o", "o1", Some("acme"), Action::Revoke))
+        .await;
+    assert_eq!(of(&other, "keycloak"), Outcome::Revoked { attempts: 1 });
+    assert_eq!(*idp.logouts.lock().unwrap(), vec!["o1".to_string()]);
+    assert_eq!(
+        idp.hooks.lock().unwrap().len(),
+        1,
+        "shadow sends nothing out"
+    );
+}

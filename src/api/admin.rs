@@ -150,6 +150,9 @@ pub struct PolicyView {
     pub mode: Mode,
     pub brake: BrakeStatus,
     pub model_version: String,
+    /// Per-tenant and per-client modes (never less cautious than `mode`).
+    pub tenant_modes: std::collections::BTreeMap<String, Mode>,
+    pub client_modes: std::collections::BTreeMap<String, Mode>,
 }
 
 pub async fn policy(State(s): State<AppState>) -> Json<PolicyView> {
@@ -163,6 +166,8 @@ pub async fn policy(State(s): State<AppState>) -> Json<PolicyView> {
         mode: c.mode.get(),
         brake: c.brake.status(),
         model_version,
+        tenant_modes: c.overrides.tenants.clone().into_iter().collect(),
+        client_modes: c.overrides.clients.clone().into_iter().collect(),
     })
 }
 

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{invalid, non_empty, ConfigError};
 use crate::respond::{
-    AlertFormat, BrakeLimits, ClientAuth, LogoutAuth, LogoutParams, Mode, Preset, RetryPolicy,
-    Rfc7009Params, SealError, Sealer, WebhookParams, PLACEHOLDERS,
+    AlertFormat, BrakeLimits, ClientAuth, LogoutAuth, LogoutParams, Mode, Overrides, Preset,
+    RetryPolicy, Rfc7009Params, SealError, Sealer, WebhookParams, PLACEHOLDERS,
 };
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -25,6 +25,11 @@ pub struct RawRespond {
     pub alerts: RawAlerts,
     pub webhook: Vec<RawWebhook>,
     pub brake: RawBrake,
+    /// Tenant → mode, for tenants that should be treated more cautiously
+    /// than `mode` (a pilot in shadow, say).
+    pub tenant_modes: BTreeMap<String, Mode>,
+    /// client_id → mode, the same per client; before the tenant's.
+    pub client_modes: BTreeMap<String, Mode>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -184,6 +189,7 @@ pub struct RespondConfig {
     pub alerts: Option<AlertFormat>,
     pub webhooks: Vec<WebhookParams>,
     pub brake: BrakeLimits,
+    pub overrides: Overrides,
 }
 
 impl std::fmt::Debug for AlertFormat {
@@ -441,6 +447,10 @@ impl RawRespond {
                 window: b.window,
                 per_tenant: (b.per_tenant > 0).then_some(b.per_tenant),
                 max_active_fraction: (b.max_active_fraction > 0.0).then_some(b.max_active_fraction),
+            },
+            overrides: Overrides {
+                tenants: r.tenant_modes.clone().into_iter().collect(),
+                clients: r.client_modes.clone().into_iter().collect(),
             },
         })
     }

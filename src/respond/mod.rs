@@ -23,7 +23,7 @@ pub use event::{sign_set, AlertEvent, CAEP_SESSION_REVOKED, TOKENWATCH_FLAGGED};
 pub use flag::{lock, score, Flagger, Outbox, Scored, SharedDetector};
 pub use http::{CallError, RetryPolicy};
 pub use logout::{LogoutAuth, LogoutParams, Preset, Subject, SubjectLogout, PLACEHOLDERS};
-pub use policy::{Controls, Mode, ModeSwitch};
+pub use policy::{Controls, Mode, ModeSwitch, Overrides};
 pub use revoker::{
     AlertFormat, AlertsTarget, DenylistTarget, Outcome, Revoker, Settled, TargetOutcome, Targets,
     TopicWriter, ALERTS, DENYLIST, RFC7009,

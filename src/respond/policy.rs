@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 
 /// `shadow` scores and records only; `alert` also publishes alerts;
 /// `revoke` also calls the revocation targets for revoke-level decisions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+/// Ordered from most to least cautious.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     Shadow,
@@ -66,12 +67,23 @@ impl ModeSwitch {
     }
 }
 
+/// Modes for particular tenants or clients (`respond.tenant_modes`,
+/// `respond.client_modes`). An override can only make tokenwatch more
+/// cautious than the mode in force: an operator who switches everything to
+/// shadow in an emergency is obeyed for every tenant.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub tenants: std::collections::HashMap<String, Mode>,
+    pub clients: std::collections::HashMap<String, Mode>,
+}
+
 /// What an operator can change while tokenwatch runs: the mode and the
 /// brake. Shared by the revoker and the admin API.
 #[derive(Debug)]
 pub struct Controls {
     pub mode: ModeSwitch,
     pub brake: super::Brake,
+    pub overrides: Overrides,
 }
 
 impl Controls {
@@ -79,11 +91,61 @@ impl Controls {
         Controls {
             mode: ModeSwitch::new(mode),
             brake,
+            overrides: Overrides::default(),
+        }
+    }
+
+    pub fn with_overrides(mut self, overrides: Overrides) -> Controls {
+        self.overrides = overrides;
+        self
+    }
+
+    /// The mode for a decision about a token of `tenant` / `client_id`: the
+    /// most cautious of the mode in force and any override (a client's
+    /// override before its tenant's).
+    pub fn mode_for(&self, tenant: Option<&str>, client_id: Option<&str>) -> Mode {
+        let global = self.mode.get();
+        let o = &self.overrides;
+        let specific = client_id
+            .and_then(|c| o.clients.get(c))
+            .or_else(|| tenant.and_then(|t| o.tenants.get(t)));
+        match specific {
+            Some(&m) => m.min(global),
+            None => global,
         }
     }
 
     /// The given mode with the default brake (tests, tools).
     pub fn with_mode(mode: Mode) -> std::sync::Arc<Controls> {
         std::sync::Arc::new(Controls::new(mode, super::Brake::default()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_override_makes_a_tenant_more_cautious_never_less() {
+        let mut o = Overrides::default();
+        o.tenants.insert("pilot".into(), Mode::Shadow);
+        o.tenants.insert("eager".into(), Mode::Revoke);
+        o.clients.insert("batch-job".into(), Mode::Alert);
+        let c = Controls::new(Mode::Revoke, super::super::Brake::default()).with_overrides(o);
+        assert_eq!(c.mode_for(Some("pilot"), None), Mode::Shadow);
+        assert_eq!(c.mode_for(Some("other"), None), Mode::Revoke);
+        assert_eq!(
+            c.mode_for(Some("pilot"), Some("batch-job")),
+            Mode::Alert,
+            "the client's override first"
+        );
+        c.mode.set(Mode::Alert);
+        assert_eq!(
+            c.mode_for(Some("eager"), None),
+            Mode::Alert,
+            "the operator's switch wins"
+        );
+        c.mode.set(Mode::Shadow);
+        assert_eq!(c.mode_for(Some("pilot"), Some("batch-job")), Mode::Shadow);
     }
 }

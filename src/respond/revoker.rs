@@ -275,7 +275,9 @@ impl Revoker {
 
     pub async fn settle(&mut self, d: Decision) -> Settled {
         let start = Instant::now();
-        let mode = self.controls.mode.get();
+        let mode = self
+            .controls
+            .mode_for(d.tenant.as_deref(), d.client_id.as_deref());
         let mut outcomes = Vec::new();
         if self.done.contains(&d.decision_id) {
             outcomes.push(TargetOutcome {
