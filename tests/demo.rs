@@ -59,6 +59,11 @@ async fn the_demo_catches_and_revokes_a_stolen_token_with_metrics_live() {
     assert!(summary.attacked_tokens > 0);
     assert!(summary.revoked_attacks >= 1, "{summary:?}");
     assert!(summary.revocations_confirmed >= summary.revoked_attacks as u64);
+    assert_eq!(
+        summary.edge_check,
+        Some((403, 200)),
+        "the edge check refuses a revoked token and passes a legitimate one"
+    );
     // A VPN toggled before its egress has been learned (cold start) can still trip.
     assert!(summary.flagged_legit <= 2, "false flags: {summary:?}");
     assert!(

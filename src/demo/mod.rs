@@ -80,6 +80,10 @@ pub struct DemoSummary {
     pub revocations_confirmed: u64,
     /// Attacker's first request published → revocation settled, ms.
     pub latencies_ms: Vec<u64>,
+    /// What the edge check (`/v1/check`, as NGINX `auth_request` asks it)
+    /// answered at the end for a revoked stolen token and a legitimate one.
+    pub edge_check: Option<(u16, u16)>,
+    revoked_ids: Vec<String>,
     pub metrics_addr: Option<SocketAddr>,
 }
 
@@ -273,7 +277,14 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<DemoSumm
                 let _ = r;
             }
             s = settled_rx.recv() => match s {
-                Some(s) => report(&s, &info, &first_attack, &auth, &mut summary),
+                Some(s) => {
+                    report(&s, &info, &first_attack, &auth, &mut summary);
+                    // Ask the edge right away, while the token is unexpired.
+                    if summary.edge_check.is_none() && !summary.revoked_ids.is_empty() {
+                        summary.edge_check =
+                            edge_check(metrics_addr, &summary.revoked_ids, &info).await;
+                    }
+                }
                 None => break,
             },
             _ = tokio::time::sleep_until(drain_until) => break,
@@ -293,6 +304,30 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<DemoSumm
     }
     drop(cluster);
     Ok(summary)
+}
+
+/// Asks the edge check about a revoked stolen token and a legitimate one,
+/// with their raw values in `Authorization`, as the gateway would.
+async fn edge_check(
+    addr: Option<SocketAddr>,
+    revoked: &[String],
+    info: &HashMap<String, TokenInfo>,
+) -> Option<(u16, u16)> {
+    let addr = addr?;
+    let stolen = &info.get(revoked.first()?)?.raw;
+    let legit = &info.values().find(|t| !t.scenario.is_attack())?.raw;
+    let http = reqwest::Client::new();
+    let ask = |token: &str| {
+        http.get(format!("http://{addr}/v1/check"))
+            .bearer_auth(token)
+            .send()
+    };
+    let denied = ask(stolen).await.ok()?.status().as_u16();
+    let allowed = ask(legit).await.ok()?.status().as_u16();
+    println!(
+        "edge check (/v1/check, as NGINX auth_request asks it): a revoked stolen token → {denied}, a legitimate token → {allowed}"
+    );
+    Some((denied, allowed))
 }
 
 fn report(
@@ -321,6 +356,7 @@ fn report(
                 .map(|at| (s.settled_at_ms - at).max(0) as u64);
             if t.scenario.is_attack() && !active {
                 summary.revoked_attacks += 1;
+                summary.revoked_ids.push(d.token_id.clone());
                 if let Some(ms) = since {
                     summary.latencies_ms.push(ms);
                 }
