@@ -115,17 +115,6 @@ impl Handler for Recording {
     }
 }
 
-async fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn good_records(n: usize) -> Vec<(String, Vec<u8>)> {
     (0..n)
         .map(|i| {

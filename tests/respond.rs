@@ -468,17 +468,6 @@ fn kafka(cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContex
     k
 }
 
-async fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// A revoker as `serve` builds it: RFC 7009, denylist and SET alerts.
 fn full_revoker(
     k: &KafkaConfig,

@@ -2,6 +2,8 @@
 //! builders, and an in-process Kafka cluster (librdkafka's mock cluster).
 #![allow(dead_code)]
 
+pub mod tansu;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -154,5 +156,17 @@ impl std::io::Write for Logs {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// Polls `f` every 50 ms until it holds; fails the test after `secs`.
+pub async fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }

@@ -1,0 +1,212 @@
+//! End to end on a real broker: tokenwatch's scoring consumer (the consumer
+//! loop, parse, geo, features, model, decisions, offset commits) reading a
+//! topic of 100,000 simulated gateway events, against a bare rdkafka
+//! consumer that only reads the same topic, in the same run, on the same
+//! broker (`tansu`, memory storage, started here). Goal: tokenwatch at
+//! ≥ 0.8 × the bare consumer's events/s.
+//!
+//! `scripts/ensure-tansu && cargo bench --bench e2e` (skipped, with a
+//! message, when tansu is not installed).
+
+#[path = "../tests/common/tansu.rs"]
+#[allow(dead_code)] // pause/resume are for the fault tests
+mod tansu;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use criterion::{Criterion, Throughput};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use tokenwatch::config::{KafkaConfig, RawConfig};
+use tokenwatch::detect::{Detector, DetectorParams};
+use tokenwatch::geo::GeoHandle;
+use tokenwatch::ingest::{self, IngestConsumer, IngestContext, ScoringHandler};
+use tokenwatch::journal::{Alerts, Audit};
+use tokenwatch::metrics::Metrics;
+use tokenwatch::model::{Model, ModelArtifact};
+use tokenwatch::respond::{Flagger, Outbox};
+use tokenwatch::sim::{self, SimParams, World};
+use tokio_util::sync::CancellationToken;
+
+const EVENTS: usize = 100_000;
+const PARTITIONS: i32 = 4;
+
+fn repo(p: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(p)
+}
+
+fn geo() -> Arc<GeoHandle> {
+    GeoHandle::open(
+        vec![repo("data/geo/demo-city.mmdb")],
+        Some(repo("data/geo/demo-asn.mmdb")),
+    )
+    .unwrap()
+}
+
+/// Simulated gateway traffic with attacks, keyed by token id.
+fn records(geo: &GeoHandle) -> Vec<(String, Vec<u8>)> {
+    let world = World::from_geo(&geo.load().db);
+    let events = sim::generate(
+        &world,
+        &SimParams {
+            users: 2_000,
+            span_ms: 6 * 3600 * 1000,
+            ..SimParams::default()
+        },
+    );
+    assert!(events.len() >= EVENTS, "{} simulated events", events.len());
+    events
+        .iter()
+        .take(EVENTS)
+        .map(|e| {
+            let id = e.sim_token_id(11);
+            let json = serde_json::to_vec(&e.to_wire(&id, None, false)).unwrap();
+            (id, json)
+        })
+        .collect()
+}
+
+async fn setup(k: &KafkaConfig, records: &[(String, Vec<u8>)]) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &k.brokers)
+        .create()
+        .unwrap();
+    let topics = [
+        NewTopic::new(&k.telemetry_topic, PARTITIONS, TopicReplication::Fixed(1)),
+        NewTopic::new(&k.decisions_topic, 1, TopicReplication::Fixed(1)),
+        NewTopic::new(&k.deadletter_topic, 1, TopicReplication::Fixed(1)),
+    ];
+    for r in admin
+        .create_topics(&topics, &AdminOptions::new())
+        .await
+        .unwrap()
+    {
+        r.unwrap();
+    }
+    let p: FutureProducer = ingest::producer_config(k).create().unwrap();
+    for chunk in records.chunks(10_000) {
+        let sends = chunk.iter().map(|(key, payload)| {
+            p.send(
+                FutureRecord::to(&k.telemetry_topic)
+                    .key(key)
+                    .payload(payload),
+                Duration::from_secs(60),
+            )
+        });
+        for r in futures::future::join_all(sends).await {
+            r.unwrap();
+        }
+    }
+}
+
+static GROUP: Mutex<u32> = Mutex::new(0);
+
+fn fresh_group() -> String {
+    let mut g = GROUP.lock().unwrap();
+    *g += 1;
+    format!("bench-{}-{}", std::process::id(), *g)
+}
+
+/// A bare consumer: reads every record of the topic and does nothing else.
+async fn bare(k: &KafkaConfig) -> Duration {
+    let c: StreamConsumer = ingest::consumer_config(k, &fresh_group()).create().unwrap();
+    c.subscribe(&[&k.telemetry_topic]).unwrap();
+    let start = Instant::now();
+    let mut n = 0usize;
+    while n < EVENTS {
+        let m = c.recv().await.unwrap();
+        std::hint::black_box(rdkafka::Message::payload(&m));
+        n += 1;
+    }
+    start.elapsed()
+}
+
+/// tokenwatch's scoring consumer from a fresh group until every record is
+/// scored (a fresh detector, so every run sees the same work).
+async fn tokenwatch(k: &KafkaConfig, geo: &Arc<GeoHandle>) -> Duration {
+    let group = fresh_group();
+    let metrics = Arc::new(Metrics::new());
+    let consumer: IngestConsumer = ingest::consumer_config(k, &group)
+        .create_with_context(IngestContext {
+            readiness: None,
+            name: "bench",
+            metrics: None,
+        })
+        .unwrap();
+    consumer.subscribe(&[&k.telemetry_topic]).unwrap();
+    let producer: FutureProducer = ingest::producer_config(k).create().unwrap();
+    let model = Arc::new(ArcSwap::from_pointee(Model::new(
+        ModelArtifact::load(&repo("models/default.json")).unwrap(),
+    )));
+    let detector = Detector::new(geo.clone(), model, DetectorParams::default());
+    let flagger = Arc::new(Flagger::new(
+        Outbox::new(producer.clone(), k.decisions_topic.clone()),
+        Arc::new(Alerts::default()),
+        Arc::new(Audit::in_memory(100)),
+        metrics.clone(),
+        None,
+    ));
+    let handler = ScoringHandler::new(
+        Arc::new(std::sync::Mutex::new(detector)),
+        producer,
+        k.deadletter_topic.clone(),
+        flagger,
+        metrics.clone(),
+    );
+    let stop = CancellationToken::new();
+    let start = Instant::now();
+    let task = tokio::spawn(ingest::run(
+        Arc::new(consumer),
+        handler,
+        k.commit_interval,
+        stop.clone(),
+        metrics.clone(),
+    ));
+    while (metrics.events_consumed.get() as usize) < EVENTS {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let took = start.elapsed();
+    stop.cancel();
+    task.await.unwrap();
+    took
+}
+
+fn main() {
+    if tansu::tansu_binary().is_none() {
+        eprintln!("e2e bench skipped: tansu is not installed (scripts/ensure-tansu)");
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let broker = tansu::Tansu::start();
+    let mut raw = RawConfig::default();
+    raw.kafka.brokers = broker.brokers.clone();
+    let k = raw.validate().unwrap().kafka;
+    let geo = geo();
+    let records = records(&geo);
+    rt.block_on(setup(&k, &records));
+
+    let mut c = Criterion::default()
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(60))
+        .configure_from_args();
+    let mut g = c.benchmark_group("e2e_consume");
+    g.throughput(Throughput::Elements(EVENTS as u64));
+    g.bench_function("bare_rdkafka_consumer", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| rt.block_on(bare(&k))).sum())
+    });
+    g.bench_function("tokenwatch_scoring_consumer", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| rt.block_on(tokenwatch(&k, &geo))).sum())
+    });
+    g.finish();
+    c.final_summary();
+}

@@ -1,0 +1,444 @@
+//! tokenwatch as a fleet on a real Kafka-compatible broker: `tansu` (memory
+//! storage) on loopback, started by this test. Several instances in one
+//! consumer group share the partitions and an impossible pair is detected
+//! once; a graceful shutdown commits and leaves the group promptly; an
+//! instance killed mid-stream leaves no record unscored; a broker that
+//! stops answering for five seconds loses nothing.
+//!
+//! Needs the `tansu` binary: `scripts/ensure-tansu` installs it
+//! (`cargo install tansu --features dynostore --locked`), and `.ci/run` runs
+//! this with `cargo test --test broker -- --ignored --test-threads 1`.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::tansu::Tansu;
+use common::*;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::Consumer;
+use rdkafka::message::BorrowedMessage;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message};
+use tokenwatch::config::{Config, KafkaConfig, RawConfig};
+use tokenwatch::ingest::{self, Handler, IngestConsumer, IngestContext, ScoringHandler, Transient};
+use tokenwatch::journal::{Alerts, Audit};
+use tokenwatch::metrics::Metrics;
+use tokenwatch::respond::{Decision, Flagger, Mode, Outbox};
+use tokenwatch::serve::{serve, Hooks};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+const PARTITIONS: i32 = 4;
+
+/// Logs to the test output when `RUST_LOG` asks for them.
+fn logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+fn config(brokers: &str, group: &str) -> Config {
+    logs();
+    let mut raw = RawConfig::default();
+    raw.kafka.brokers = brokers.to_owned();
+    raw.kafka.group_id = group.to_owned();
+    raw.kafka.commit_interval = Duration::from_millis(200);
+    raw.http.listen = "127.0.0.1:0".into();
+    raw.respond.mode = Mode::Shadow;
+    raw.validate().unwrap()
+}
+
+async fn create_topics(k: &KafkaConfig) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &k.brokers)
+        .create()
+        .unwrap();
+    let topics = [
+        (&k.telemetry_topic, PARTITIONS),
+        (&k.decisions_topic, 1),
+        (&k.deadletter_topic, 1),
+        (&k.audit_topic, 1),
+        (&k.denylist_topic, 1),
+        (&k.alerts_topic, 1),
+    ];
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1)))
+        .collect();
+    for r in admin
+        .create_topics(&new, &AdminOptions::new())
+        .await
+        .unwrap()
+    {
+        r.unwrap_or_else(|(t, e)| panic!("create {t}: {e}"));
+    }
+}
+
+/// A telemetry record at `at_ms`, for a token that expires an hour from
+/// now (records from the fixed origin of `common::record` would belong to
+/// tokens long expired by wall-clock time, and the service forgets those).
+fn live(token: &str, sub: &str, at_ms: i64, ip: &str) -> Vec<u8> {
+    let now_s = tokenwatch::clock::now_ms() / 1000;
+    serde_json::to_vec(&serde_json::json!({
+        "ts": at_ms, "token_id": token, "sub": sub, "ip": ip, "user_agent": BROWSER,
+        "method": "GET", "path": "/v1/orders", "status": 200,
+        "token_iat": now_s - 3600, "token_exp": now_s + 3600,
+    }))
+    .unwrap()
+}
+
+/// `n` tokens × `per` requests each from Lyon, Marseille or New York over
+/// the last half hour, keyed by token id, plus a stolen token used in Paris
+/// then, ten minutes later, in Sydney. (Not all from one address: the
+/// detector rightly treats an address shared by hundreds of tokens as a
+/// NAT or VPN egress, where travel means nothing.)
+fn traffic(n: usize, per: usize) -> Vec<(String, Vec<u8>)> {
+    let base = tokenwatch::clock::now_ms() - 30 * 60 * 1000;
+    let mut out = Vec::new();
+    for r in 0..per {
+        for t in 0..n {
+            let token = format!("fleet-{t:04}");
+            let at = base + ((r * 60 + t % 50) * 1000) as i64;
+            let ip = [LYON, MARSEILLE, NEW_YORK][t % 3];
+            out.push((token.clone(), live(&token, &format!("u{t}"), at, ip)));
+        }
+    }
+    out.push(("stolen-1".into(), live("stolen-1", "victim", base, PARIS)));
+    out.push((
+        "stolen-1".into(),
+        live("stolen-1", "victim", base + 600_000, SYDNEY),
+    ));
+    out
+}
+
+async fn produce(brokers: &str, topic: &str, records: &[(String, Vec<u8>)]) {
+    let p: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let sends = records.iter().map(|(key, payload)| {
+        p.send(
+            FutureRecord::to(topic).key(key).payload(payload),
+            Duration::from_secs(30),
+        )
+    });
+    for r in futures::future::join_all(sends).await {
+        r.expect("produced");
+    }
+}
+
+struct Instance {
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<
+        Result<tokenwatch::serve::ServeReport, tokenwatch::serve::ServeError>,
+    >,
+    http: std::net::SocketAddr,
+}
+
+async fn instance(cfg: Config, decisions: mpsc::UnboundedSender<Decision>) -> Instance {
+    let metrics = Arc::new(Metrics::new());
+    let stop = CancellationToken::new();
+    let (btx, brx) = oneshot::channel();
+    let task = tokio::spawn(serve(
+        cfg,
+        stop.clone(),
+        Hooks {
+            decisions: Some(decisions),
+            http_bound: Some(btx),
+            metrics: Some(metrics.clone()),
+            ..Hooks::default()
+        },
+    ));
+    let http = brx.await.unwrap();
+    Instance {
+        metrics,
+        stop,
+        task,
+        http,
+    }
+}
+
+async fn ready(http: std::net::SocketAddr) -> bool {
+    match reqwest::get(format!("http://{http}/readyz")).await {
+        Ok(r) => r.status() == 200,
+        Err(_) => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs tansu (scripts/ensure-tansu); run by .ci/run"]
+async fn two_instances_share_the_partitions_and_detect_an_impossible_pair_once() {
+    let broker = Tansu::start();
+    let cfg = config(&broker.brokers, "fleet");
+    create_topics(&cfg.kafka).await;
+    let (dtx, mut drx) = mpsc::unbounded_channel();
+    let a = instance(cfg.clone(), dtx.clone()).await;
+    let b = instance(cfg.clone(), dtx).await;
+    let (ha, hb) = (a.http, b.http);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(ready(ha).await && ready(hb).await) {
+        assert!(
+            Instant::now() < deadline,
+            "both instances hold partitions within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let records = traffic(200, 5);
+    let total = records.len() as u64;
+    produce(&broker.brokers, &cfg.kafka.telemetry_topic, &records).await;
+    let (ma, mb) = (a.metrics.clone(), b.metrics.clone());
+    wait_until("every record scored by the fleet", 120, || {
+        ma.events_consumed.get() + mb.events_consumed.get() >= total
+    })
+    .await;
+    let (ca, cb) = (
+        a.metrics.events_consumed.get(),
+        b.metrics.events_consumed.get(),
+    );
+    println!("instance a scored {ca}, instance b scored {cb} of {total}");
+    assert!(ca > 0 && cb > 0, "both instances took a share: {ca} / {cb}");
+    assert_eq!(ca + cb, total, "each record scored once when nothing fails");
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut stolen = Vec::new();
+    while let Ok(d) = drx.try_recv() {
+        if d.token_id == "stolen-1" {
+            stolen.push(d);
+        }
+    }
+    assert_eq!(
+        stolen.len(),
+        1,
+        "detected once, by the instance that owns its partition"
+    );
+    for i in [a, b] {
+        i.stop.cancel();
+        i.task.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs tansu (scripts/ensure-tansu); run by .ci/run"]
+async fn a_graceful_shutdown_commits_and_hands_the_partitions_over_at_once() {
+    let broker = Tansu::start();
+    let cfg = config(&broker.brokers, "handover");
+    create_topics(&cfg.kafka).await;
+    let records = traffic(50, 4);
+    let total = records.len() as u64;
+    produce(&broker.brokers, &cfg.kafka.telemetry_topic, &records).await;
+
+    let (dtx, _drx) = mpsc::unbounded_channel();
+    let a = instance(cfg.clone(), dtx.clone()).await;
+    let ma = a.metrics.clone();
+    wait_until("instance a scores everything", 120, || {
+        ma.events_consumed.get() >= total
+    })
+    .await;
+    let stopping = Instant::now();
+    a.stop.cancel();
+    a.task.await.unwrap().unwrap();
+    let shutdown = stopping.elapsed();
+    println!("graceful shutdown took {} ms", shutdown.as_millis());
+    assert!(shutdown < Duration::from_secs(10), "{shutdown:?}");
+
+    // A successor in the same group: it gets the partitions without waiting
+    // out a session timeout (a left the group), and re-scores nothing
+    // (a committed what it handled).
+    let started = Instant::now();
+    let b = instance(cfg.clone(), dtx).await;
+    let hb = b.http;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready(hb).await {
+        assert!(Instant::now() < deadline, "successor assigned within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let handover = started.elapsed();
+    println!(
+        "successor held the partitions after {} ms",
+        handover.as_millis()
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        b.metrics.events_consumed.get(),
+        0,
+        "nothing re-scored after a clean handover"
+    );
+    b.stop.cancel();
+    b.task.await.unwrap().unwrap();
+}
+
+/// Scores through the real handler and records which offsets it handled.
+struct Recording {
+    inner: ScoringHandler,
+    seen: Arc<Mutex<BTreeSet<(i32, i64)>>>,
+}
+
+impl Handler for Recording {
+    async fn handle(&mut self, msg: &BorrowedMessage<'_>) -> Result<(), Transient> {
+        self.inner.handle(msg).await?;
+        self.seen
+            .lock()
+            .unwrap()
+            .insert((msg.partition(), msg.offset()));
+        Ok(())
+    }
+}
+
+fn consumer_in_group(k: &KafkaConfig) -> Arc<IngestConsumer> {
+    let c: IngestConsumer = ingest::consumer_config(k, &k.group_id)
+        .create_with_context(IngestContext {
+            readiness: None,
+            name: "test",
+            metrics: None,
+        })
+        .unwrap();
+    c.subscribe(&[&k.telemetry_topic]).unwrap();
+    Arc::new(c)
+}
+
+fn recording(k: &KafkaConfig, seen: &Arc<Mutex<BTreeSet<(i32, i64)>>>) -> Recording {
+    let producer: FutureProducer = ingest::producer_config(k).create().unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let flagger = Arc::new(Flagger::new(
+        Outbox::new(producer.clone(), k.decisions_topic.clone()),
+        Arc::new(Alerts::default()),
+        Arc::new(Audit::in_memory(10)),
+        metrics.clone(),
+        None,
+    ));
+    Recording {
+        inner: ScoringHandler::new(
+            Arc::new(Mutex::new(detector())),
+            producer,
+            k.deadletter_topic.clone(),
+            flagger,
+            metrics,
+        ),
+        seen: seen.clone(),
+    }
+}
+
+/// The (partition, offset) of every record in the telemetry topic, read
+/// back from the beginning until `n` are seen. (Not from the watermarks:
+/// tansu 0.6 reports a high watermark of 1 for a partition holding many
+/// records, while the records themselves carry the right offsets.)
+fn all_offsets(k: &KafkaConfig, n: usize) -> BTreeSet<(i32, i64)> {
+    let c: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &k.brokers)
+        .set("group.id", "offsets-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        tpl.add_partition_offset(&k.telemetry_topic, p, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut out = BTreeSet::new();
+    while out.len() < n && Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            out.insert((m.partition(), m.offset()));
+        }
+    }
+    assert_eq!(out.len(), n, "every produced record read back");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs tansu (scripts/ensure-tansu); run by .ci/run"]
+async fn an_instance_killed_mid_stream_leaves_no_record_unscored() {
+    let broker = Tansu::start();
+    let k = config(&broker.brokers, "kill9").kafka;
+    create_topics(&k).await;
+    let records = traffic(300, 10);
+    produce(&broker.brokers, &k.telemetry_topic, &records).await;
+    let expected = all_offsets(&k, records.len());
+
+    let seen = Arc::new(Mutex::new(BTreeSet::new()));
+    let stop = CancellationToken::new();
+    let victim = tokio::spawn(ingest::run(
+        consumer_in_group(&k),
+        recording(&k, &seen),
+        k.commit_interval,
+        stop.clone(),
+        Arc::new(Metrics::new()),
+    ));
+    let s = seen.clone();
+    wait_until("the first instance is mid-stream", 60, || {
+        s.lock().unwrap().len() > 200
+    })
+    .await;
+    victim.abort(); // kill -9: no commit of what was handled since the last one
+    let _ = victim.await;
+    let before = seen.lock().unwrap().len();
+
+    let survivor = tokio::spawn(ingest::run(
+        consumer_in_group(&k),
+        recording(&k, &seen),
+        k.commit_interval,
+        stop.clone(),
+        Arc::new(Metrics::new()),
+    ));
+    let (s, e) = (seen.clone(), expected.clone());
+    wait_until("every record scored after the kill", 120, || {
+        *s.lock().unwrap() == e
+    })
+    .await;
+    println!("{before} records scored before the kill, the rest after");
+    stop.cancel();
+    survivor.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs tansu (scripts/ensure-tansu); run by .ci/run"]
+async fn a_broker_that_stops_answering_for_five_seconds_loses_nothing() {
+    let broker = Tansu::start();
+    let k = config(&broker.brokers, "paused").kafka;
+    create_topics(&k).await;
+    let records = traffic(200, 10);
+    let (first, second) = records.split_at(records.len() / 2);
+    produce(&broker.brokers, &k.telemetry_topic, first).await;
+
+    let seen = Arc::new(Mutex::new(BTreeSet::new()));
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(ingest::run(
+        consumer_in_group(&k),
+        recording(&k, &seen),
+        k.commit_interval,
+        stop.clone(),
+        Arc::new(Metrics::new()),
+    ));
+    let s = seen.clone();
+    let half = first.len();
+    wait_until("the first half scored", 120, || {
+        s.lock().unwrap().len() >= half
+    })
+    .await;
+    // Five seconds: under the session time-out (10 s), so the group holds.
+    // (Past it, tansu 0.6 revokes the assignment and never gives the member
+    // a new one; see docs/operations.md.)
+    broker.pause();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    broker.resume();
+    produce(&broker.brokers, &k.telemetry_topic, second).await;
+    let expected = all_offsets(&k, records.len());
+    let (s, e) = (seen.clone(), expected.clone());
+    wait_until(
+        "every record scored after the broker came back",
+        120,
+        || *s.lock().unwrap() == e,
+    )
+    .await;
+    stop.cancel();
+    task.await.unwrap();
+}
