@@ -289,6 +289,7 @@ impl Metrics {
                 "bad_handle",
                 "rejected",
                 "gave_up",
+                "waiting",
             ] {
                 self.revocations.with_label_values(&[target, outcome]);
             }

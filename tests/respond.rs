@@ -19,6 +19,7 @@ use common::*;
 use rdkafka::consumer::Consumer;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
 use tokenwatch::config::{KafkaConfig, RawConfig};
 use tokenwatch::detect::Action;
 use tokenwatch::ingest::{self, IngestConsumer, IngestContext, RevocationHandler};
@@ -685,4 +686,39 @@ async fn a_tenant_in_shadow_is_scored_but_never_acted_on_while_others_are() {
         1,
         "shadow sends nothing out"
     );
+}
+
+#[tokio::test]
+async fn the_denylist_entry_waits_for_a_pending_target_and_is_not_counted_a_failure() {
+    let (base, idp) = idp().await;
+    *idp.logout_script.lock().unwrap() = vec![503; 10];
+    // Never reached: the entry is not written while the logout is pending.
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", "127.0.0.1:1")
+        .create()
+        .unwrap();
+    let mut r = Revoker::new(
+        Controls::with_mode(Mode::Revoke),
+        None,
+        Targets {
+            logouts: vec![keycloak(&base)],
+            denylist: Some(DenylistTarget {
+                writer: TopicWriter::new(producer, "tokenwatch.denylist".into()),
+                set: Arc::new(Denylist::default()),
+                max_ttl: Duration::from_secs(3600),
+            }),
+            ..Targets::default()
+        },
+    );
+    let s = r
+        .settle(decision("tok-wait", "gina", None, Action::Revoke))
+        .await;
+    assert_eq!(of(&s, "keycloak").label(), "gave_up");
+    assert_eq!(of(&s, DENYLIST), Outcome::Waiting);
+    assert_eq!(
+        Outcome::Waiting.label(),
+        "waiting",
+        "not an alerting outcome"
+    );
+    assert!(s.pending());
 }

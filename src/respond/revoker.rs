@@ -60,6 +60,9 @@ pub enum Outcome {
     BadHandle { why: String },
     /// The server refused, or retries ran out.
     Failed { why: String, permanent: bool },
+    /// Not tried yet: waits for the targets before it (the denylist entry
+    /// is written once the others have settled).
+    Waiting,
 }
 
 impl Outcome {
@@ -80,6 +83,7 @@ impl Outcome {
             Outcome::Failed {
                 permanent: false, ..
             } => "gave_up",
+            Outcome::Waiting => "waiting",
         }
     }
 
@@ -95,7 +99,7 @@ impl Outcome {
             Outcome::Failed {
                 permanent: false,
                 ..
-            }
+            } | Outcome::Waiting
         )
     }
 
@@ -389,10 +393,7 @@ impl Revoker {
             // Published once the other revoking targets are settled, so a
             // token on the denylist means "settled" to every instance.
             let o = if out.iter().any(|o| o.outcome.pending()) {
-                Outcome::Failed {
-                    why: "waiting for the other targets".into(),
-                    permanent: false,
-                }
+                Outcome::Waiting
             } else {
                 let until_ms = d
                     .token_exp
