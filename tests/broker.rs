@@ -117,9 +117,15 @@ fn traffic(n: usize, per: usize) -> Vec<(String, Vec<u8>)> {
 }
 
 async fn produce(brokers: &str, topic: &str, records: &[(String, Vec<u8>)]) {
+    // One record per batch. With batched records, a consumer taking over
+    // mid-stream from a committed offset sometimes received nothing from
+    // tansu 0.6 for minutes (seen once in three runs of the kill test);
+    // our guess, not verified, is a fetch that starts inside a stored batch.
+    // Apache Kafka returns the batch and the client skips to the offset.
     let p: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("linger.ms", "5")
+        .set("linger.ms", "0")
+        .set("batch.num.messages", "1")
         .create()
         .unwrap();
     let sends = records.iter().map(|(key, payload)| {
@@ -278,7 +284,7 @@ async fn a_graceful_shutdown_commits_and_hands_the_partitions_over_at_once() {
 /// Scores through the real handler and records which offsets it handled.
 struct Recording {
     inner: ScoringHandler,
-    seen: Arc<Mutex<BTreeSet<(i32, i64)>>>,
+    seen: Seen,
 }
 
 impl Handler for Recording {
@@ -304,7 +310,25 @@ fn consumer_in_group(k: &KafkaConfig) -> Arc<IngestConsumer> {
     Arc::new(c)
 }
 
-fn recording(k: &KafkaConfig, seen: &Arc<Mutex<BTreeSet<(i32, i64)>>>) -> Recording {
+type Seen = Arc<Mutex<BTreeSet<(i32, i64)>>>;
+
+/// One scoring instance in the group: the consumer loop with a recording
+/// handler, until `stop` (or until aborted, like kill -9).
+fn scorer(
+    k: &KafkaConfig,
+    seen: &Seen,
+    stop: &CancellationToken,
+) -> tokio::task::JoinHandle<ingest::LoopStats> {
+    tokio::spawn(ingest::run(
+        consumer_in_group(k),
+        recording(k, seen),
+        k.commit_interval,
+        stop.clone(),
+        Arc::new(Metrics::new()),
+    ))
+}
+
+fn recording(k: &KafkaConfig, seen: &Seen) -> Recording {
     let producer: FutureProducer = ingest::producer_config(k).create().unwrap();
     let metrics = Arc::new(Metrics::new());
     let flagger = Arc::new(Flagger::new(
@@ -366,13 +390,7 @@ async fn an_instance_killed_mid_stream_leaves_no_record_unscored() {
 
     let seen = Arc::new(Mutex::new(BTreeSet::new()));
     let stop = CancellationToken::new();
-    let victim = tokio::spawn(ingest::run(
-        consumer_in_group(&k),
-        recording(&k, &seen),
-        k.commit_interval,
-        stop.clone(),
-        Arc::new(Metrics::new()),
-    ));
+    let victim = scorer(&k, &seen, &stop);
     let s = seen.clone();
     wait_until("the first instance is mid-stream", 60, || {
         s.lock().unwrap().len() > 200
@@ -381,14 +399,7 @@ async fn an_instance_killed_mid_stream_leaves_no_record_unscored() {
     victim.abort(); // kill -9: no commit of what was handled since the last one
     let _ = victim.await;
     let before = seen.lock().unwrap().len();
-
-    let survivor = tokio::spawn(ingest::run(
-        consumer_in_group(&k),
-        recording(&k, &seen),
-        k.commit_interval,
-        stop.clone(),
-        Arc::new(Metrics::new()),
-    ));
+    let survivor = scorer(&k, &seen, &stop);
     let (s, e) = (seen.clone(), expected.clone());
     wait_until("every record scored after the kill", 120, || {
         *s.lock().unwrap() == e
@@ -411,13 +422,7 @@ async fn a_broker_that_stops_answering_for_five_seconds_loses_nothing() {
 
     let seen = Arc::new(Mutex::new(BTreeSet::new()));
     let stop = CancellationToken::new();
-    let task = tokio::spawn(ingest::run(
-        consumer_in_group(&k),
-        recording(&k, &seen),
-        k.commit_interval,
-        stop.clone(),
-        Arc::new(Metrics::new()),
-    ));
+    let task = scorer(&k, &seen, &stop);
     let s = seen.clone();
     let half = first.len();
     wait_until("the first half scored", 120, || {
