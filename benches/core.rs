@@ -140,6 +140,29 @@ fn bench(c: &mut Criterion) {
             BatchSize::LargeInput,
         )
     });
+    // The model alone, per family, on the features of the same stream.
+    let features: Vec<_> = {
+        let mut d = Detector::new(geo.clone(), model.clone(), DetectorParams::default());
+        records
+            .iter()
+            .map(|r| d.extract(&Event::parse(r).unwrap()).1)
+            .collect()
+    };
+    for family in ["supervised", "combined", "population"] {
+        let file = if family == "combined" {
+            "models/default.json".to_owned()
+        } else {
+            format!("models/{family}.json")
+        };
+        let m = Model::new(ModelArtifact::load(&repo(&file)).unwrap());
+        g.bench_function(format!("model_score_{family}"), |b| {
+            b.iter(|| {
+                for f in &features {
+                    std::hint::black_box(m.score(f));
+                }
+            })
+        });
+    }
     g.finish();
 }
 

@@ -87,18 +87,31 @@ enum Command {
         /// Model version recorded in the artifact.
         #[arg(long)]
         version: Option<String>,
+        /// `combined` (logistic regression + k-means population distance),
+        /// `supervised` (logistic regression) or `population` (k-means on
+        /// legitimate traffic only: no attack labels needed).
+        #[arg(long, default_value = "combined")]
+        family: tokenwatch::model::Family,
+        /// k-means clusters of the population model.
+        #[arg(long, default_value_t = 8)]
+        clusters: usize,
     },
     /// Evaluate a model and the fixed-rule baseline on labelled telemetry:
     /// per-scenario table, JSON report and PNG plots.
     Eval {
         #[arg(long)]
         data: PathBuf,
-        #[arg(long, default_value = "models/default.json")]
-        model: PathBuf,
+        /// One or more models; with several, each gets its own report
+        /// directory under `--out` and a comparison table is printed.
+        #[arg(long, default_value = "models/default.json", num_args = 1..)]
+        model: Vec<PathBuf>,
         #[arg(long, default_value = "data/geo/demo-city.mmdb")]
         city_db: PathBuf,
         #[arg(long, default_value = "data/geo/demo-asn.mmdb")]
         asn_db: PathBuf,
+        /// Revoke on a single impossible hop (`detect.impossible_travel_revokes`).
+        #[arg(long)]
+        impossible_travel_revokes: bool,
         /// Directory for report.json, pr_curve.png and ttd_histogram.png.
         #[arg(long, default_value = "reports/eval")]
         out: PathBuf,
@@ -311,6 +324,8 @@ async fn run(cli: Cli) -> Result<()> {
             city_db,
             asn_db,
             version,
+            family,
+            clusters,
         } => {
             let geo = GeoHandle::open(vec![city_db], Some(asn_db))?;
             let placeholder = Arc::new(ArcSwap::from_pointee(Model::new(placeholder_artifact())));
@@ -322,8 +337,18 @@ async fn run(cli: Cli) -> Result<()> {
                 DetectorParams::default(),
             )?;
             bar.set_message("fitting with linfa");
-            let version = version.unwrap_or_else(|| format!("lr-{}", &sha[..12]));
-            let artifact = train::train(&rows, &train::TrainParams::default(), &sha, &version)?;
+            let prefix = match family {
+                tokenwatch::model::Family::Supervised => "lr",
+                tokenwatch::model::Family::Population => "km",
+                tokenwatch::model::Family::Combined => "lrkm",
+            };
+            let version = version.unwrap_or_else(|| format!("{prefix}-{}", &sha[..12]));
+            let params = train::TrainParams {
+                family,
+                clusters,
+                ..train::TrainParams::default()
+            };
+            let artifact = train::train(&rows, &params, &sha, &version)?;
             bar.finish_and_clear();
             artifact
                 .save(&out)
@@ -344,32 +369,53 @@ async fn run(cli: Cli) -> Result<()> {
             model,
             city_db,
             asn_db,
+            impossible_travel_revokes,
             out,
             warmup,
         } => {
-            let geo = GeoHandle::open(vec![city_db], Some(asn_db))?;
-            let model = Arc::new(ArcSwap::from_pointee(Model::new(ModelArtifact::load(
-                &model,
-            )?)));
-            let bar = spinner("replaying through tokenwatch and the baseline");
-            let report =
-                tokenwatch::eval::evaluate(&data, geo, model, DetectorParams::default(), warmup)?;
-            bar.finish_and_clear();
-            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-            let json = out.join("report.json");
-            std::fs::write(&json, serde_json::to_vec_pretty(&report)?)
-                .with_context(|| format!("writing {}", json.display()))?;
-            let plots = tokenwatch::eval::write_plots(&report, &out).map_err(anyhow::Error::msg)?;
-            print!("{}", report.table());
-            println!(
-                "\nwrote {}, {}",
-                json.display(),
-                plots
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
+            let params = DetectorParams {
+                impossible_travel_revokes,
+                ..DetectorParams::default()
+            };
+            let several = model.len() > 1;
+            let mut reports = Vec::new();
+            for path in &model {
+                let geo = GeoHandle::open(vec![city_db.clone()], Some(asn_db.clone()))?;
+                let artifact = ModelArtifact::load(path)?;
+                let family = artifact.family;
+                let handle = Arc::new(ArcSwap::from_pointee(Model::new(artifact)));
+                let bar = spinner("replaying through tokenwatch and the baseline");
+                let report =
+                    tokenwatch::eval::evaluate(&data, geo, handle, params.clone(), warmup)?;
+                bar.finish_and_clear();
+                let dir = if several {
+                    out.join(path.file_stem().unwrap_or_default())
+                } else {
+                    out.clone()
+                };
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                let json = dir.join("report.json");
+                std::fs::write(&json, serde_json::to_vec_pretty(&report)?)
+                    .with_context(|| format!("writing {}", json.display()))?;
+                let plots =
+                    tokenwatch::eval::write_plots(&report, &dir).map_err(anyhow::Error::msg)?;
+                println!("## {} ({})\n", path.display(), family.as_str());
+                print!("{}", report.table());
+                println!(
+                    "\nwrote {}, {}\n",
+                    json.display(),
+                    plots
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                reports.push((path.display().to_string(), family, report));
+            }
+            if several {
+                print!("{}", tokenwatch::eval::comparison(&reports));
+            }
         }
         Command::Seal {
             token_id,
@@ -504,11 +550,13 @@ fn placeholder_artifact() -> ModelArtifact {
         format: tokenwatch::model::ARTIFACT_FORMAT,
         version: "untrained".into(),
         feature_schema_version: FEATURE_SCHEMA_VERSION,
+        family: tokenwatch::model::Family::Supervised,
         feature_names: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
         mean: vec![0.0; N_FEATURES],
         scale: vec![1.0; N_FEATURES],
         weights: vec![0.0; N_FEATURES],
         bias: 0.0,
+        population: None,
         alert_threshold: 1.0,
         revoke_threshold: 1.0,
         training: Default::default(),

@@ -4,7 +4,9 @@
 mod common;
 
 use common::*;
-use tokenwatch::detect::{Action, Detector};
+use tokenwatch::detect::{Action, Detector, DetectorParams};
+use tokenwatch::features::idx;
+use tokenwatch::model::Rule;
 use tokenwatch::telemetry::Event;
 
 fn observe(
@@ -52,7 +54,7 @@ fn impossible_travel_is_flagged_within_one_request() {
 fn a_token_is_escalated_once_however_often_it_scores_high() {
     let mut d = detector();
     observe(&mut d, "t2", 0.0, PARIS, BROWSER);
-    let first = observe(&mut d, "t2", 60.0, SYDNEY, BROWSER);
+    let first = observe(&mut d, "t2", 60.0, SYDNEY, TOOL);
     assert!(
         first.escalated && first.action == Action::Revoke,
         "{first:?}"
@@ -154,4 +156,96 @@ fn before_the_egress_is_learned_a_vpn_toggle_still_reads_as_travel() {
     assert!(vpn_toggling(&mut d)
         .iter()
         .any(|v| v.action == Action::Revoke));
+}
+
+fn alice(d: &mut Detector, token: &str, t_s: f64, ip: &str) -> tokenwatch::detect::Verdict {
+    d.observe(&Event::parse(&record_for(token, "alice", t_s, ip, BROWSER)).unwrap())
+}
+
+/// Alice's earlier tokens: one used only at home, one only on the VPN.
+fn alice_history(d: &mut Detector) {
+    for i in 0..3 {
+        alice(d, "alice-home", f64::from(i) * 60.0, PARIS);
+        alice(d, "alice-vpn", 3600.0 + f64::from(i) * 60.0, "1.32.200.99");
+    }
+}
+
+#[test]
+fn places_the_subject_used_on_other_tokens_are_not_travel() {
+    // No colleague behind the VPN prefix: only Alice's own history helps.
+    let mut d = detector();
+    alice_history(&mut d);
+    for i in 0..12 {
+        let ip = if i % 2 == 0 { PARIS } else { "1.32.200.99" };
+        let v = alice(&mut d, "alice-3", 7200.0 + f64::from(i) * 60.0, ip);
+        assert_eq!(v.action, Action::None, "request {i}: {v:?}");
+        assert!(v.score.rule.is_none(), "request {i}: {v:?}");
+        if i > 0 {
+            assert_eq!(v.features.get(idx::FAMILIAR), 1.0, "request {i}");
+        }
+    }
+}
+
+#[test]
+fn the_victims_history_does_not_excuse_a_thief_elsewhere() {
+    let mut d = detector();
+    alice_history(&mut d);
+    alice(&mut d, "alice-3", 7200.0, PARIS);
+    let v = alice(&mut d, "alice-3", 7260.0, SYDNEY);
+    assert_eq!(v.score.rule, Some(Rule::ImpossibleTravel), "{v:?}");
+    assert_eq!(v.features.get(idx::FAMILIAR), 0.0);
+    assert_ne!(v.action, Action::None);
+    // Back and forth: two holders.
+    let verdicts: Vec<_> = [PARIS, SYDNEY, PARIS]
+        .iter()
+        .enumerate()
+        .map(|(i, ip)| alice(&mut d, "alice-3", 7320.0 + 60.0 * i as f64, ip))
+        .collect();
+    assert!(
+        verdicts
+            .iter()
+            .any(|v| v.score.rule == Some(Rule::ConcurrentUse) && v.action == Action::Revoke),
+        "{verdicts:?}"
+    );
+}
+
+#[test]
+fn a_token_that_travelled_teaches_its_subject_nothing() {
+    // The stolen token's thief place must not become familiar for the
+    // victim's next token.
+    let mut d = detector();
+    alice(&mut d, "alice-1", 0.0, PARIS);
+    alice(&mut d, "alice-1", 60.0, SYDNEY);
+    for i in 0..3 {
+        alice(&mut d, "alice-1", 120.0 + f64::from(i) * 60.0, SYDNEY);
+    }
+    alice(&mut d, "alice-2", 3600.0, PARIS);
+    let v = alice(&mut d, "alice-2", 3660.0, SYDNEY);
+    assert_eq!(v.score.rule, Some(Rule::ImpossibleTravel), "{v:?}");
+}
+
+#[test]
+fn a_single_impossible_hop_in_the_victims_browser_alerts_and_a_flip_back_revokes() {
+    let mut d = detector();
+    observe(&mut d, "t9", 0.0, PARIS, BROWSER);
+    let hop = observe(&mut d, "t9", 600.0, SINGAPORE, BROWSER);
+    assert_eq!(hop.score.rule, Some(Rule::ImpossibleTravel));
+    assert!(hop.action >= Action::Alert, "{hop:?}");
+    let back = observe(&mut d, "t9", 660.0, PARIS, BROWSER);
+    let again = observe(&mut d, "t9", 720.0, SINGAPORE, BROWSER);
+    assert!(
+        [back.action, again.action].contains(&Action::Revoke),
+        "{back:?} {again:?}"
+    );
+}
+
+#[test]
+fn the_operator_can_make_a_single_impossible_hop_revoke() {
+    let mut d = detector_with(DetectorParams {
+        impossible_travel_revokes: true,
+        ..DetectorParams::default()
+    });
+    observe(&mut d, "t10", 0.0, PARIS, BROWSER);
+    let hop = observe(&mut d, "t10", 600.0, SINGAPORE, BROWSER);
+    assert_eq!(hop.action, Action::Revoke, "{hop:?}");
 }

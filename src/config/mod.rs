@@ -156,6 +156,9 @@ pub struct RawDetect {
     #[serde(with = "humantime_serde")]
     pub idle_ttl: Duration,
     pub geo_cache_entries: usize,
+    /// Revoke on a single impossible hop instead of alerting until the model
+    /// or a flip back agrees.
+    pub impossible_travel_revokes: bool,
     /// Where the operator's allowlist is kept (read at start, rewritten on
     /// every change through the admin API). None: in memory only.
     pub allowlist_file: Option<PathBuf>,
@@ -173,6 +176,7 @@ impl Default for RawDetect {
             max_tokens: d.max_tokens.get(),
             idle_ttl: Duration::from_millis(d.idle_ttl_ms as u64),
             geo_cache_entries: d.geo_cache.get(),
+            impossible_travel_revokes: d.impossible_travel_revokes,
             allowlist_file: None,
         }
     }
@@ -409,6 +413,7 @@ impl RawConfig {
             max_tokens,
             idle_ttl_ms: d.idle_ttl.as_millis() as i64,
             geo_cache,
+            impossible_travel_revokes: d.impossible_travel_revokes,
         };
         let respond = self.respond.validate()?;
         let h = &self.http;

@@ -137,6 +137,10 @@ pub fn explain(v: &Verdict, ip: IpAddr, geo: &GeoDb) -> Explanation {
             "minutes_to_exp" if x < 0.0 => format!("used {:.0} min after expiry", -x),
             "minutes_to_exp" => format!("{x:.0} min before expiry"),
             "requests_seen" => format!("{x:.0} requests on this token"),
+            "familiar_place" => "between places the subject used before".into(),
+            crate::model::NOVELTY => {
+                format!("unlike legitimate traffic ({x:.1} from the nearest cluster)")
+            }
             other => format!("{other} = {x}"),
         };
         if !parts.contains(&text) {

@@ -18,7 +18,7 @@ pub use explain::{explain, ExplainedFeature, Explanation};
 
 use crate::features::{self, FeatureParams, Features, Population, TokenState, TokenStore};
 use crate::geo::{GeoCache, GeoHandle, Loaded, Lookup};
-use crate::model::{Model, Score};
+use crate::model::{Model, Rule, Score};
 use crate::telemetry::{token_key, Event, TokenKey};
 
 /// What the verdict asks the response side to do.
@@ -64,6 +64,9 @@ pub struct DetectorParams {
     pub max_tokens: NonZeroUsize,
     pub idle_ttl_ms: i64,
     pub geo_cache: NonZeroUsize,
+    /// Revoke on a single impossible hop, without waiting for the model or a
+    /// flip back to agree: faster, and more VPN false flags.
+    pub impossible_travel_revokes: bool,
 }
 
 impl Default for DetectorParams {
@@ -73,6 +76,7 @@ impl Default for DetectorParams {
             max_tokens: NonZeroUsize::new(1_000_000).expect("non-zero"),
             idle_ttl_ms: 2 * 3600 * 1000,
             geo_cache: NonZeroUsize::new(65_536).expect("non-zero"),
+            impossible_travel_revokes: false,
         }
     }
 }
@@ -189,16 +193,23 @@ impl Detector {
             let allow = self.allowlist.load();
             !allow.is_empty() && allow.is_subject(&event.sub)
         };
+        let travel_revokes = self.params.impossible_travel_revokes;
         let (key, features, lookup, state) = self.step(event);
         let score = model.score(&features);
         let a = &model.artifact;
-        // A fired rule admits no innocent reading: it revokes whatever
-        // threshold the model was calibrated to.
+        // Concurrent use admits no innocent reading: it revokes whatever
+        // threshold the model was calibrated to. A single impossible hop
+        // alerts at least, and revokes when the model agrees (or when the
+        // operator chose `detect.impossible_travel_revokes`).
+        let rule = score.rule;
         let action = if suppressed {
             Action::None
-        } else if score.rule.is_some() || score.score >= a.revoke_threshold {
+        } else if rule == Some(Rule::ConcurrentUse)
+            || (rule == Some(Rule::ImpossibleTravel) && travel_revokes)
+            || score.score >= a.revoke_threshold
+        {
             Action::Revoke
-        } else if score.score >= a.alert_threshold {
+        } else if rule.is_some() || score.score >= a.alert_threshold {
             Action::Alert
         } else {
             Action::None

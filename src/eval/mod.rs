@@ -8,7 +8,7 @@ mod report;
 
 pub use baseline::TravelRule;
 pub use plot::write_plots;
-pub use report::{evaluate, EvalReport, ScenarioMetrics, SystemReport, TokenOutcome};
+pub use report::{comparison, evaluate, EvalReport, ScenarioMetrics, SystemReport, TokenOutcome};
 
 use std::io::BufRead;
 use std::sync::Arc;

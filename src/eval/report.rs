@@ -308,3 +308,44 @@ impl EvalReport {
             .collect()
     }
 }
+
+/// One line per model, and the baseline once: the evidence for choosing a
+/// model family.
+pub fn comparison(reports: &[(String, crate::model::Family, EvalReport)]) -> String {
+    let ttd = |s: &SystemReport| {
+        let mut secs: Vec<f64> = s
+            .tokens
+            .iter()
+            .filter(|t| t.detected())
+            .map(|t| (t.flagged_at_ms.unwrap_or(0) - t.stolen_at_ms).max(0) as f64 / 1000.0)
+            .collect();
+        secs.sort_by(f64::total_cmp);
+        percentile(&secs, 0.5).map_or("–".to_owned(), |v| format!("{v:.0}"))
+    };
+    let mut out = String::from(
+        "| model | family | precision | recall | false flags / 100k legit tokens | TTD s (median) |\n|---|---|---|---|---|---|\n",
+    );
+    for (name, family, r) in reports {
+        let s = &r.tokenwatch;
+        out.push_str(&format!(
+            "| {name} | {} | {:.3} | {:.3} | {:.0} | {} |\n",
+            family.as_str(),
+            s.precision,
+            s.recall,
+            s.false_flags_per_100k,
+            ttd(s)
+        ));
+    }
+    if let Some((_, _, r)) = reports.first() {
+        let b = &r.baseline;
+        out.push_str(&format!(
+            "| {} | rule | {:.3} | {:.3} | {:.0} | {} |\n",
+            b.name,
+            b.precision,
+            b.recall,
+            b.false_flags_per_100k,
+            ttd(b)
+        ));
+    }
+    out
+}

@@ -7,15 +7,16 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
+use super::familiar::Familiar;
 use super::state::{Sighting, Sketch64, TokenState};
 use crate::geo::{Location, Lookup};
 use crate::telemetry::Event;
 
 /// Bumped whenever a feature's definition or order changes: a model trained
 /// on another schema is refused at load.
-pub const FEATURE_SCHEMA_VERSION: u32 = 3;
+pub const FEATURE_SCHEMA_VERSION: u32 = 4;
 
-pub const N_FEATURES: usize = 20;
+pub const N_FEATURES: usize = 21;
 
 /// Feature names, in vector order.
 pub const FEATURE_NAMES: [&str; N_FEATURES] = [
@@ -39,6 +40,7 @@ pub const FEATURE_NAMES: [&str; N_FEATURES] = [
     "token_age_min",
     "minutes_to_exp",
     "requests_seen",
+    "familiar_place",
 ];
 
 pub mod idx {
@@ -62,6 +64,7 @@ pub mod idx {
     pub const TOKEN_AGE: usize = 17;
     pub const TO_EXP: usize = 18;
     pub const REQUESTS: usize = 19;
+    pub const FAMILIAR: usize = 20;
 }
 
 /// Speeds are capped here: beyond any aircraft, and keeps 1-second deltas
@@ -137,6 +140,8 @@ pub struct Population {
     /// Prefix hash → distinct subjects seen behind it. Bounded: the coldest
     /// prefixes are forgotten first.
     egress: lru::LruCache<u64, Sketch64>,
+    /// Places each subject has used on its other tokens.
+    pub familiar: Familiar,
 }
 
 const ROUTE_CLASSES: usize = 64;
@@ -155,6 +160,7 @@ impl Default for Population {
             rate: [POP_PRIOR; ROUTE_CLASSES],
             // Grows with use; the cap is enforced on insert.
             egress: lru::LruCache::unbounded(),
+            familiar: Familiar::default(),
         }
     }
 }
@@ -305,8 +311,10 @@ pub fn observe(
     }
 
     // --- shared egress -------------------------------------------------------
-    let here_subjects =
-        population.observe_egress(prefix, xxhash_rust::xxh3::xxh3_64(event.sub.as_bytes()));
+    let subject = xxhash_rust::xxh3::xxh3_64(event.sub.as_bytes());
+    let here_subjects = population.observe_egress(prefix, subject);
+    // Only needed on a far hop or a new place: hashed lazily.
+    let token_tag = || xxhash_rust::xxh3::xxh3_64(event.token_id.as_bytes()) as u32;
     // Usually the previous request came from the same prefix: no second probe.
     let prev_subjects = match state.last_seen {
         Some(s) if prefix_hash(s.ip) == prefix => here_subjects,
@@ -348,8 +356,16 @@ pub fn observe(
                 loc.asn != 0 && prev.location.asn != 0 && loc.asn != prev.location.asn,
             ));
             // Moving onto or off shared egress (VPN on/off, corporate proxy)
-            // changes the apparent place, not the holder's.
-            let impossible = !shared && speed > params.plausible_speed_kmh && km >= params.far_km;
+            // changes the apparent place, not the holder's; so does moving
+            // between two places the subject used on its other tokens.
+            let far_hop = !shared && km >= params.far_km;
+            let familiar = far_hop && {
+                let tag = token_tag();
+                population.familiar.knows(subject, tag, &prev.location)
+                    && population.familiar.knows(subject, tag, &loc)
+            };
+            v[idx::FAMILIAR] = f32::from(u8::from(familiar));
+            let impossible = far_hop && !familiar && speed > params.plausible_speed_kmh;
             v[idx::IMPOSSIBLE] = f32::from(u8::from(impossible));
             state.max_velocity_kmh = state.max_velocity_kmh.max(speed as f32);
             from = Some(prev);
@@ -363,7 +379,7 @@ pub fn observe(
             let crossed = loc.country.is_known()
                 && prev.location.country.is_known()
                 && loc.country != prev.location.country;
-            if km >= params.far_km && !shared && crossed {
+            if far_hop && !familiar && crossed {
                 if let Some(other) = state.other_place {
                     let back = other.location.min_plausible_km(&loc) < params.far_km
                         && ((now - other.at_ms).abs() as f64 / 1000.0) <= params.flip_window_s;
@@ -373,6 +389,12 @@ pub fn observe(
                 }
                 state.other_place = Some(prev);
             }
+        }
+        state.suspect |= v[idx::IMPOSSIBLE] > 0.0 || state.flips >= 1.0;
+        // A token that has shown travel or a flip teaches nothing: its
+        // places may be the thief's.
+        if !late && !state.suspect && (first || new_prefix) {
+            population.familiar.learn(subject, token_tag(), &loc);
         }
         // A late event is compared, but the newest sighting stays the anchor.
         if state.last_seen.is_none_or(|s| now >= s.at_ms) {

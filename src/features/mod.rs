@@ -2,6 +2,7 @@
 //! allocation per event.
 
 mod extract;
+mod familiar;
 mod state;
 mod store;
 
@@ -9,5 +10,6 @@ pub use extract::{
     idx, is_non_browser, observe, ua_family, FeatureParams, Features, Population, FEATURE_NAMES,
     FEATURE_SCHEMA_VERSION, MAX_SPEED_KMH, N_FEATURES, SHARED_EGRESS_SUBJECTS,
 };
+pub use familiar::{Familiar, PLACES_PER_SUBJECT, SUBJECTS};
 pub use state::{Sighting, Sketch64, SmallSet, TokenState, SET_CAP};
 pub use store::TokenStore;

@@ -126,6 +126,9 @@ pub struct TokenState {
     /// Highest action taken so far (0 none, 1 alert, 2 revoke): a token is
     /// escalated at most once per level, however often it scores high.
     pub flagged_level: u8,
+    /// Impossible travel or a flip has been seen: the token teaches its
+    /// subject's familiar places nothing more.
+    pub suspect: bool,
     pub last_score: f32,
     /// Geo database generation that resolved `last_seen`, for the shortcut.
     pub geo_generation: u32,
@@ -155,6 +158,7 @@ impl TokenState {
             prefixes: Sketch64::default(),
             ips: Sketch64::default(),
             flagged_level: 0,
+            suspect: false,
             last_score: 0.0,
             geo_generation: 0,
             last_ua_raw: 0,

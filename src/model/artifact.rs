@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::features::{FEATURE_NAMES, FEATURE_SCHEMA_VERSION, N_FEATURES};
 
-pub const ARTIFACT_FORMAT: u32 = 1;
+pub const ARTIFACT_FORMAT: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -43,6 +43,60 @@ pub struct HoldoutMetrics {
     pub threshold: f32,
 }
 
+/// Which models a score combines.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    /// Logistic regression on labelled attacks.
+    Supervised,
+    /// Distance to the nearest k-means centroid of legitimate traffic,
+    /// calibrated to its quantile among legitimate requests: needs no labels.
+    Population,
+    /// The logistic regression with the population distance as one more
+    /// input.
+    #[default]
+    Combined,
+}
+
+impl std::str::FromStr for Family {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Family, String> {
+        match s {
+            "supervised" => Ok(Family::Supervised),
+            "population" => Ok(Family::Population),
+            "combined" => Ok(Family::Combined),
+            other => Err(format!(
+                "unknown model family `{other}` (supervised, population or combined)"
+            )),
+        }
+    }
+}
+
+impl Family {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Supervised => "supervised",
+            Family::Population => "population",
+            Family::Combined => "combined",
+        }
+    }
+}
+
+/// A k-means density model of legitimate requests, in the standardised
+/// feature space of the artifact.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct PopulationModel {
+    pub centroids: Vec<Vec<f32>>,
+    /// Nearest-centroid distance at evenly spaced quantiles (0 to 1) of the
+    /// legitimate hold-out requests: the calibration of `population`.
+    pub distance_quantiles: Vec<f32>,
+    /// In `combined`: weight of the standardised `ln(1 + distance)` in the
+    /// logit, with its mean and scale.
+    pub weight: f32,
+    pub mean: f32,
+    pub scale: f32,
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct TrainingInfo {
     pub data_sha256: String,
@@ -51,6 +105,9 @@ pub struct TrainingInfo {
     pub linfa_version: String,
     pub alpha: f64,
     pub max_iterations: u64,
+    /// k-means clusters of the population model (0: none).
+    #[serde(default)]
+    pub clusters: usize,
     pub holdout: HoldoutMetrics,
 }
 
@@ -60,12 +117,16 @@ pub struct ModelArtifact {
     /// Shown in verdicts, metrics and the API: which model decided.
     pub version: String,
     pub feature_schema_version: u32,
+    pub family: Family,
     pub feature_names: Vec<String>,
     /// Standardisation of the transformed features.
     pub mean: Vec<f32>,
     pub scale: Vec<f32>,
     pub weights: Vec<f32>,
     pub bias: f32,
+    /// Present for `population` and `combined`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub population: Option<PopulationModel>,
     /// Score at or above which a token is flagged for alerting / revoking.
     pub alert_threshold: f32,
     pub revoke_threshold: f32,
@@ -137,6 +198,38 @@ impl ModelArtifact {
             if v.iter().any(|x| !x.is_finite()) {
                 return bad(format!("{name} holds a non-finite value"));
             }
+        }
+        match (&self.population, self.family) {
+            (None, Family::Population | Family::Combined) => {
+                return bad(format!(
+                    "family {} needs a population model",
+                    self.family.as_str()
+                ))
+            }
+            (Some(p), _) => {
+                if p.centroids.is_empty()
+                    || p.centroids.iter().any(|c| c.len() != N_FEATURES)
+                    || p.centroids.iter().flatten().any(|x| !x.is_finite())
+                {
+                    return bad(format!(
+                        "population centroids must be non-empty rows of {N_FEATURES} finite values"
+                    ));
+                }
+                if p.distance_quantiles.len() < 2
+                    || p.distance_quantiles.iter().any(|x| !x.is_finite())
+                    || p.distance_quantiles.windows(2).any(|w| w[0] > w[1])
+                {
+                    return bad(
+                        "population distance_quantiles must be ascending, at least 2".into(),
+                    );
+                }
+                if !(p.scale > 0.0 && p.weight.is_finite() && p.mean.is_finite()) {
+                    return bad(
+                        "population weight, mean and scale must be finite, scale positive".into(),
+                    );
+                }
+            }
+            (None, Family::Supervised) => {}
         }
         if self.scale.iter().any(|s| *s <= 0.0) {
             return bad("scale must be positive".into());

@@ -7,6 +7,9 @@ mod rules;
 mod score;
 pub mod train;
 
-pub use artifact::{HoldoutMetrics, ModelArtifact, ModelError, TrainingInfo, ARTIFACT_FORMAT};
+pub use artifact::{
+    Family, HoldoutMetrics, ModelArtifact, ModelError, PopulationModel, TrainingInfo,
+    ARTIFACT_FORMAT,
+};
 pub use rules::Rule;
-pub use score::{transform, Contribution, Model, Score, TOP_K};
+pub use score::{transform, Contribution, Model, Score, NOVELTY, TOP_K};

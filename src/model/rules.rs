@@ -1,5 +1,6 @@
 //! Hard rules that override the model where the evidence admits no innocent
-//! reading. They only raise a score, never lower it.
+//! reading (concurrent use), or at least raise an alert (a single impossible
+//! hop). They only raise a score or an action, never lower it.
 
 use serde::Serialize;
 
@@ -18,7 +19,7 @@ impl Rule {
     /// The least score a fired rule gives.
     pub fn floor(self) -> f32 {
         match self {
-            Rule::ImpossibleTravel => 0.99,
+            Rule::ImpossibleTravel => 0.0,
             Rule::ConcurrentUse => 0.995,
         }
     }

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::artifact::ModelArtifact;
+use super::artifact::{Family, ModelArtifact};
 use super::rules::{self, Rule};
 use crate::features::{idx, Features, FEATURE_NAMES, N_FEATURES};
 
@@ -16,7 +16,9 @@ pub const TOP_K: usize = 3;
 pub struct Contribution {
     pub feature: &'static str,
     pub value: f32,
-    /// Its term in the logit (weight × standardised value).
+    /// Its term in the logit (weight × standardised value); for the
+    /// population family, standard deviations above legitimate traffic's
+    /// mean.
     pub weight: f32,
 }
 
@@ -55,15 +57,21 @@ pub fn transform(i: usize, x: f32) -> f32 {
     }
 }
 
+/// The name under which the population distance appears in explanations.
+pub const NOVELTY: &str = "population_novelty";
+
 /// A loaded, checked model.
 #[derive(Clone, Debug)]
 pub struct Model {
     pub artifact: ModelArtifact,
     /// Per feature, laid out for the scoring loop: whether it is log1p'd,
-    /// its mean, and weight ÷ scale (so scoring multiplies, never divides).
+    /// its mean, 1 ÷ scale and the weight (so scoring multiplies, never
+    /// divides).
     log: [bool; N_FEATURES],
     mean: [f32; N_FEATURES],
-    coef: [f32; N_FEATURES],
+    inv_scale: [f32; N_FEATURES],
+    weight: [f32; N_FEATURES],
+    centroids: Vec<[f32; N_FEATURES]>,
 }
 
 impl Model {
@@ -71,18 +79,33 @@ impl Model {
     pub fn new(artifact: ModelArtifact) -> Model {
         let mut log = [false; N_FEATURES];
         let mut mean = [0f32; N_FEATURES];
-        let mut coef = [0f32; N_FEATURES];
+        let mut inv_scale = [1f32; N_FEATURES];
+        let mut weight = [0f32; N_FEATURES];
         for i in 0..N_FEATURES {
             log[i] = is_log(i);
             mean[i] = artifact.mean.get(i).copied().unwrap_or(0.0);
-            let scale = artifact.scale.get(i).copied().unwrap_or(1.0);
-            coef[i] = artifact.weights.get(i).copied().unwrap_or(0.0) / scale;
+            inv_scale[i] = 1.0 / artifact.scale.get(i).copied().unwrap_or(1.0);
+            weight[i] = artifact.weights.get(i).copied().unwrap_or(0.0);
         }
+        let centroids = artifact
+            .population
+            .iter()
+            .flat_map(|p| &p.centroids)
+            .map(|c| {
+                let mut a = [0f32; N_FEATURES];
+                for (x, v) in a.iter_mut().zip(c) {
+                    *x = *v;
+                }
+                a
+            })
+            .collect();
         Model {
             artifact,
             log,
             mean,
-            coef,
+            inv_scale,
+            weight,
+            centroids,
         }
     }
 
@@ -90,10 +113,14 @@ impl Model {
         &self.artifact.version
     }
 
-    pub fn score(&self, f: &Features) -> Score {
-        let mut logit = self.artifact.bias;
-        let mut terms = [0f32; N_FEATURES];
-        for (i, term) in terms.iter_mut().enumerate() {
+    pub fn family(&self) -> Family {
+        self.artifact.family
+    }
+
+    /// The standardised, transformed feature vector.
+    pub fn standardise(&self, f: &Features) -> [f32; N_FEATURES] {
+        let mut z = [0f32; N_FEATURES];
+        for (i, z) in z.iter_mut().enumerate() {
             let x = f.values[i];
             // Most heavy-tailed features are 0 on most requests: skip ln_1p(0).
             let x = if !x.is_finite() || (self.log[i] && x <= 0.0) {
@@ -103,10 +130,50 @@ impl Model {
             } else {
                 x
             };
-            *term = self.coef[i] * (x - self.mean[i]);
-            logit += *term;
+            *z = (x - self.mean[i]) * self.inv_scale[i];
         }
-        let model_score = sigmoid(logit);
+        z
+    }
+
+    /// Distance from `z` to the nearest centroid, and that centroid's index.
+    pub fn novelty(&self, z: &[f32; N_FEATURES]) -> (f32, usize) {
+        let mut best = (f32::INFINITY, 0);
+        for (k, c) in self.centroids.iter().enumerate() {
+            let d2: f32 = z.iter().zip(c).map(|(a, b)| (a - b) * (a - b)).sum();
+            if d2 < best.0 {
+                best = (d2, k);
+            }
+        }
+        (best.0.sqrt(), best.1)
+    }
+
+    pub fn score(&self, f: &Features) -> Score {
+        let z = self.standardise(f);
+        let mut terms = [0f32; N_FEATURES + 1];
+        let mut distance = 0f32;
+        let model_score = match (self.artifact.family, &self.artifact.population) {
+            (Family::Population, Some(p)) => {
+                let (d, _) = self.novelty(&z);
+                // Explained by the values furthest above what legitimate
+                // traffic shows (standard deviations above its mean).
+                terms[..N_FEATURES].copy_from_slice(&z);
+                quantile_of(&p.distance_quantiles, d)
+            }
+            (family, population) => {
+                let mut logit = self.artifact.bias;
+                for i in 0..N_FEATURES {
+                    terms[i] = self.weight[i] * z[i];
+                    logit += terms[i];
+                }
+                if let (Family::Combined, Some(p)) = (family, population) {
+                    let (d, _) = self.novelty(&z);
+                    distance = d;
+                    terms[N_FEATURES] = p.weight * (d.ln_1p() - p.mean) / p.scale;
+                    logit += terms[N_FEATURES];
+                }
+                sigmoid(logit)
+            }
+        };
         let rule = rules::fired(f);
         let score = match rule {
             Some(r) => model_score.max(r.floor()),
@@ -116,9 +183,27 @@ impl Model {
             score,
             model_score,
             rule,
-            top: top_terms(&terms, f),
+            top: top_terms(&terms, f, distance),
         }
     }
+}
+
+/// Where `d` falls among `knots` (ascending values at quantiles 0..1).
+fn quantile_of(knots: &[f32], d: f32) -> f32 {
+    let n = knots.len();
+    if n < 2 || !d.is_finite() {
+        return if d.is_finite() { 0.0 } else { 1.0 };
+    }
+    let i = knots.partition_point(|k| *k <= d);
+    if i == 0 {
+        return 0.0;
+    }
+    if i >= n {
+        return 1.0;
+    }
+    let (a, b) = (knots[i - 1], knots[i]);
+    let frac = if b > a { (d - a) / (b - a) } else { 0.0 };
+    (((i - 1) as f32 + frac) / (n - 1) as f32).clamp(0.0, 1.0)
 }
 
 fn sigmoid(x: f32) -> f32 {
@@ -130,16 +215,21 @@ fn sigmoid(x: f32) -> f32 {
     }
 }
 
-/// The TOP_K largest positive terms, by insertion into a fixed array.
-fn top_terms(terms: &[f32; N_FEATURES], f: &Features) -> [Option<Contribution>; TOP_K] {
+/// The TOP_K largest positive terms, by insertion into a fixed array. The
+/// last term is the population distance's.
+fn top_terms(
+    terms: &[f32; N_FEATURES + 1],
+    f: &Features,
+    distance: f32,
+) -> [Option<Contribution>; TOP_K] {
     let mut top: [Option<Contribution>; TOP_K] = [None; TOP_K];
     for (i, &t) in terms.iter().enumerate() {
         if t <= 0.0 || !t.is_finite() {
             continue;
         }
         let c = Contribution {
-            feature: FEATURE_NAMES[i],
-            value: f.values[i],
+            feature: FEATURE_NAMES.get(i).copied().unwrap_or(NOVELTY),
+            value: f.values.get(i).copied().unwrap_or(distance),
             weight: t,
         };
         let mut slot = None;
@@ -168,11 +258,13 @@ mod tests {
             format: crate::model::ARTIFACT_FORMAT,
             version: "t".into(),
             feature_schema_version: crate::features::FEATURE_SCHEMA_VERSION,
+            family: Family::Supervised,
             feature_names: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
             mean: (0..N_FEATURES).map(|i| i as f32 * 0.1).collect(),
             scale: (0..N_FEATURES).map(|i| 0.5 + i as f32 * 0.05).collect(),
             weights: (0..N_FEATURES).map(|i| (i as f32 - 8.0) * 0.3).collect(),
             bias: -2.0,
+            population: None,
             alert_threshold: 0.5,
             revoke_threshold: 0.9,
             training: Default::default(),
@@ -209,7 +301,7 @@ mod tests {
 
     #[test]
     fn top_terms_are_sorted_and_positive_only() {
-        let mut terms = [0f32; N_FEATURES];
+        let mut terms = [0f32; N_FEATURES + 1];
         terms[2] = 0.5;
         terms[7] = 2.0;
         terms[9] = -3.0;
@@ -221,7 +313,7 @@ mod tests {
             dt_s: 0.0,
             late: false,
         };
-        let top = top_terms(&terms, &f);
+        let top = top_terms(&terms, &f, 0.0);
         let names: Vec<_> = top.iter().flatten().map(|c| c.feature).collect();
         assert_eq!(
             names,

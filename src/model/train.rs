@@ -1,12 +1,17 @@
-//! Training: labeled feature rows → a logistic-regression artifact (linfa),
-//! with standardisation learned from the data and thresholds chosen on a
-//! held-out split for a stated false-flag budget.
+//! Training: labelled feature rows → an artifact (linfa): a logistic
+//! regression on attacks, a k-means density model of legitimate traffic, or
+//! both combined; standardisation learned from the data and thresholds chosen
+//! on a held-out split for a stated false-flag budget.
 
 use linfa::prelude::*;
+use linfa_clustering::KMeans;
 use linfa_logistic::LogisticRegression;
-use ndarray::{Array1, Array2};
+use ndarray::{Array1, Array2, Axis};
 
-use super::artifact::{HoldoutMetrics, ModelArtifact, ModelError, TrainingInfo, ARTIFACT_FORMAT};
+use super::artifact::{
+    Family, HoldoutMetrics, ModelArtifact, ModelError, PopulationModel, TrainingInfo,
+    ARTIFACT_FORMAT,
+};
 use super::score::{transform, Model};
 use crate::features::{Features, FEATURE_NAMES, FEATURE_SCHEMA_VERSION, N_FEATURES};
 
@@ -23,9 +28,12 @@ pub struct Row {
 
 #[derive(Clone, Debug)]
 pub struct TrainParams {
+    pub family: Family,
     /// L2 penalty.
     pub alpha: f64,
     pub max_iterations: u64,
+    /// k-means clusters of the population model.
+    pub clusters: usize,
     /// Share of tokens held out for threshold choice and the recorded figures.
     pub holdout: f64,
     /// False flags per 100k legitimate tokens allowed at the revoke threshold.
@@ -39,8 +47,10 @@ pub struct TrainParams {
 impl Default for TrainParams {
     fn default() -> Self {
         TrainParams {
+            family: Family::default(),
             alpha: 1e-3,
             max_iterations: 300,
+            clusters: 8,
             holdout: 0.3,
             revoke_budget_per_100k: 1.0,
             alert_budget_per_100k: 50.0,
@@ -49,8 +59,29 @@ impl Default for TrainParams {
     }
 }
 
+/// Legitimate rows the population model is fitted on, at most.
+const POPULATION_ROWS: usize = 20_000;
+/// Knots of the population model's calibration.
+const QUANTILE_KNOTS: usize = 201;
+
 fn in_holdout(token: u128, share: f64) -> bool {
     ((token >> 64) as u64 % 10_000) < (share * 10_000.0) as u64
+}
+
+/// Every k-th row, so that at most `max` remain: deterministic thinning.
+fn thin<'a>(rows: &[&'a Row], max: usize) -> Vec<&'a Row> {
+    let step = rows.len().div_ceil(max.max(1)).max(1);
+    rows.iter().copied().step_by(step).collect()
+}
+
+fn transformed(rows: &[&Row]) -> Array2<f64> {
+    let mut x = Array2::<f64>::zeros((rows.len(), N_FEATURES));
+    for (r, row) in rows.iter().enumerate() {
+        for i in 0..N_FEATURES {
+            x[[r, i]] = f64::from(transform(i, row.features.values[i]));
+        }
+    }
+    x
 }
 
 /// Fits the model. `data_sha256` and the row count describe the input file.
@@ -63,55 +94,58 @@ pub fn train(
     let (train_rows, hold_rows): (Vec<&Row>, Vec<&Row>) = rows
         .iter()
         .partition(|r| !in_holdout(r.token, params.holdout));
+    let legit: Vec<&Row> = train_rows
+        .iter()
+        .copied()
+        .filter(|r| !r.attacked_token)
+        .collect();
     let positives: Vec<&Row> = train_rows.iter().copied().filter(|r| r.attacker).collect();
-    if positives.is_empty() {
+    let supervised = params.family != Family::Population;
+    if supervised && positives.is_empty() {
         return Err(ModelError::Train(
             "no attacker rows in the training split".into(),
         ));
     }
-    let max_neg = positives.len() * params.negatives_per_positive;
-    let negatives: Vec<&Row> = train_rows.iter().copied().filter(|r| !r.attacker).collect();
-    // Deterministic thinning: every k-th legitimate row.
-    let step = negatives.len().div_ceil(max_neg.max(1)).max(1);
-    let fit_rows: Vec<&Row> = positives
-        .iter()
-        .copied()
-        .chain(negatives.iter().copied().step_by(step))
-        .collect();
-
-    let mut x = Array2::<f64>::zeros((fit_rows.len(), N_FEATURES));
-    for (r, row) in fit_rows.iter().enumerate() {
-        for i in 0..N_FEATURES {
-            x[[r, i]] = f64::from(transform(i, row.features.values[i]));
-        }
+    if legit.is_empty() {
+        return Err(ModelError::Train(
+            "no legitimate rows in the training split".into(),
+        ));
     }
-    let mean = x.mean_axis(ndarray::Axis(0)).expect("non-empty");
-    let mut scale = x.std_axis(ndarray::Axis(0), 0.0);
+    // The supervised fit sees every attack and a thinned sample of the rest;
+    // the population model only legitimate traffic.
+    let fit_rows: Vec<&Row> = if supervised {
+        let negatives: Vec<&Row> = train_rows.iter().copied().filter(|r| !r.attacker).collect();
+        positives
+            .iter()
+            .copied()
+            .chain(thin(
+                &negatives,
+                positives.len() * params.negatives_per_positive,
+            ))
+            .collect()
+    } else {
+        thin(&legit, POPULATION_ROWS)
+    };
+    let mut x = transformed(&fit_rows);
+    let mean = x.mean_axis(Axis(0)).expect("non-empty");
+    let mut scale = x.std_axis(Axis(0), 0.0);
     scale.mapv_inplace(|s| if s < 1e-6 { 1.0 } else { s });
     for mut row in x.rows_mut() {
         row -= &mean;
         row /= &scale;
     }
-    let y: Array1<bool> = fit_rows.iter().map(|r| r.attacker).collect();
-    let dataset = Dataset::new(x, y);
-    let fitted = LogisticRegression::default()
-        .alpha(params.alpha)
-        .max_iterations(params.max_iterations)
-        .fit(&dataset)
-        .map_err(|e| ModelError::Train(e.to_string()))?;
-    // linfa's positive class is the larger label; make the weights point at
-    // "attacker" whatever it chose.
-    let sign = if fitted.labels().pos.class { 1.0 } else { -1.0 };
 
     let mut artifact = ModelArtifact {
         format: ARTIFACT_FORMAT,
         version: version.to_owned(),
         feature_schema_version: FEATURE_SCHEMA_VERSION,
+        family: params.family,
         feature_names: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
         mean: mean.iter().map(|v| *v as f32).collect(),
         scale: scale.iter().map(|v| *v as f32).collect(),
-        weights: fitted.params().iter().map(|w| (sign * w) as f32).collect(),
-        bias: (sign * fitted.intercept()) as f32,
+        weights: vec![0.0; N_FEATURES],
+        bias: 0.0,
+        population: None,
         alert_threshold: 0.5,
         revoke_threshold: 0.5,
         training: TrainingInfo {
@@ -121,15 +155,119 @@ pub fn train(
             linfa_version: "0.8".into(),
             alpha: params.alpha,
             max_iterations: params.max_iterations,
+            clusters: 0,
             holdout: HoldoutMetrics::default(),
         },
     };
+
+    if params.family != Family::Supervised {
+        artifact.population = Some(fit_population(&artifact, &legit, &hold_rows, params)?);
+        artifact.training.clusters = params.clusters;
+    }
+
+    if supervised {
+        let mut columns = N_FEATURES;
+        if params.family == Family::Combined {
+            // The population distance as one more, standardised, input.
+            let scorer = Model::new(artifact.clone());
+            let d: Array1<f64> = fit_rows
+                .iter()
+                .map(|r| f64::from(scorer.novelty(&scorer.standardise(&r.features)).0.ln_1p()))
+                .collect();
+            let (m, sd) = (d.mean().unwrap_or(0.0), d.std(0.0).max(1e-6));
+            let p = artifact.population.as_mut().expect("fitted above");
+            p.mean = m as f32;
+            p.scale = sd as f32;
+            let col = d.mapv(|v| (v - m) / sd);
+            x.push_column(col.view())
+                .map_err(|e| ModelError::Train(e.to_string()))?;
+            columns += 1;
+        }
+        let y: Array1<bool> = fit_rows.iter().map(|r| r.attacker).collect();
+        let fitted = LogisticRegression::default()
+            .alpha(params.alpha)
+            .max_iterations(params.max_iterations)
+            .fit(&Dataset::new(x, y))
+            .map_err(|e| ModelError::Train(e.to_string()))?;
+        // linfa's positive class is the larger label; make the weights point
+        // at "attacker" whatever it chose.
+        let sign = if fitted.labels().pos.class { 1.0 } else { -1.0 };
+        let w: Vec<f32> = fitted.params().iter().map(|w| (sign * w) as f32).collect();
+        debug_assert_eq!(w.len(), columns);
+        artifact.weights = w[..N_FEATURES].to_vec();
+        if let Some(p) = artifact.population.as_mut() {
+            p.weight = w.get(N_FEATURES).copied().unwrap_or(0.0);
+        }
+        artifact.bias = (sign * fitted.intercept()) as f32;
+    }
+
     let per_token = token_max_scores(&Model::new(artifact.clone()), &hold_rows);
     artifact.revoke_threshold = threshold_for_budget(&per_token, params.revoke_budget_per_100k);
     artifact.alert_threshold = threshold_for_budget(&per_token, params.alert_budget_per_100k)
         .min(artifact.revoke_threshold);
     artifact.training.holdout = holdout_metrics(&per_token, artifact.revoke_threshold);
     Ok(artifact)
+}
+
+/// k-means (linfa-clustering) over legitimate training rows, calibrated on
+/// the legitimate hold-out rows' distances.
+fn fit_population(
+    artifact: &ModelArtifact,
+    legit: &[&Row],
+    hold_rows: &[&Row],
+    params: &TrainParams,
+) -> Result<PopulationModel, ModelError> {
+    let scorer = Model::new(artifact.clone());
+    let sample = thin(legit, POPULATION_ROWS);
+    let mut z = Array2::<f64>::zeros((sample.len(), N_FEATURES));
+    for (r, row) in sample.iter().enumerate() {
+        for (i, v) in scorer.standardise(&row.features).iter().enumerate() {
+            z[[r, i]] = f64::from(*v);
+        }
+    }
+    let k = params.clusters.clamp(1, sample.len());
+    // A fixed seed: the same data gives the same centroids.
+    let kmeans = KMeans::params(k)
+        .max_n_iterations(200)
+        .tolerance(1e-6)
+        .fit(&DatasetBase::from(z))
+        .map_err(|e| ModelError::Train(format!("k-means: {e}")))?;
+    let centroids: Vec<Vec<f32>> = kmeans
+        .centroids()
+        .rows()
+        .into_iter()
+        .map(|c| c.iter().map(|v| *v as f32).collect())
+        .collect();
+    let mut population = PopulationModel {
+        centroids,
+        distance_quantiles: vec![0.0, 1.0],
+        weight: 0.0,
+        mean: 0.0,
+        scale: 1.0,
+    };
+    let with_centroids = Model::new(ModelArtifact {
+        population: Some(population.clone()),
+        ..artifact.clone()
+    });
+    let mut d: Vec<f32> = hold_rows
+        .iter()
+        .filter(|r| !r.attacked_token)
+        .map(|r| {
+            with_centroids
+                .novelty(&with_centroids.standardise(&r.features))
+                .0
+        })
+        .collect();
+    if d.is_empty() {
+        return Err(ModelError::Train(
+            "no legitimate rows in the hold-out split to calibrate the population model".into(),
+        ));
+    }
+    d.sort_by(f32::total_cmp);
+    population.distance_quantiles = (0..QUANTILE_KNOTS)
+        .map(|q| d[(q * (d.len() - 1)) / (QUANTILE_KNOTS - 1)])
+        .collect();
+    Ok(population)
 }
 
 /// Per token: the highest score its *attacker* requests got (attacked

@@ -30,7 +30,12 @@ pub fn model() -> ModelHandle {
 }
 
 pub fn detector() -> Detector {
-    Detector::new(geo(), model(), DetectorParams::default())
+    detector_with(DetectorParams::default())
+}
+
+#[allow(dead_code)]
+pub fn detector_with(params: DetectorParams) -> Detector {
+    Detector::new(geo(), model(), params)
 }
 
 /// Addresses the demo database places in known cities (DB-IP Lite).
@@ -42,6 +47,9 @@ pub const SINGAPORE: &str = "1.32.200.17";
 pub const SYDNEY: &str = "1.1.1.17";
 pub const NEW_YORK: &str = "2.21.116.17";
 
+/// What replay tooling sends: a thief's client.
+#[allow(dead_code)]
+pub const TOOL: &str = "python-requests/2.32.3";
 pub const BROWSER: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
 
 /// A telemetry record as JSON bytes. `t_s` is seconds after a fixed origin.
