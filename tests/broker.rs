@@ -83,9 +83,13 @@ async fn create_topics(k: &KafkaConfig) {
 /// now (records from the fixed origin of `common::record` would belong to
 /// tokens long expired by wall-clock time, and the service forgets those).
 fn live(token: &str, sub: &str, at_ms: i64, ip: &str) -> Vec<u8> {
+    live_as(token, sub, at_ms, ip, BROWSER)
+}
+
+fn live_as(token: &str, sub: &str, at_ms: i64, ip: &str, agent: &str) -> Vec<u8> {
     let now_s = tokenwatch::clock::now_ms() / 1000;
     serde_json::to_vec(&serde_json::json!({
-        "ts": at_ms, "token_id": token, "sub": sub, "ip": ip, "user_agent": BROWSER,
+        "ts": at_ms, "token_id": token, "sub": sub, "ip": ip, "user_agent": agent,
         "method": "GET", "path": "/v1/orders", "status": 200,
         "token_iat": now_s - 3600, "token_exp": now_s + 3600,
     }))
@@ -94,7 +98,7 @@ fn live(token: &str, sub: &str, at_ms: i64, ip: &str) -> Vec<u8> {
 
 /// `n` tokens × `per` requests each from Lyon, Marseille or New York over
 /// the last half hour, keyed by token id, plus a stolen token used in Paris
-/// then, ten minutes later, in Sydney. (Not all from one address: the
+/// then, ten minutes later, in Sydney by a script. (Not all from one address: the
 /// detector rightly treats an address shared by hundreds of tokens as a
 /// NAT or VPN egress, where travel means nothing.)
 fn traffic(n: usize, per: usize) -> Vec<(String, Vec<u8>)> {
@@ -111,7 +115,7 @@ fn traffic(n: usize, per: usize) -> Vec<(String, Vec<u8>)> {
     out.push(("stolen-1".into(), live("stolen-1", "victim", base, PARIS)));
     out.push((
         "stolen-1".into(),
-        live("stolen-1", "victim", base + 600_000, SYDNEY),
+        live_as("stolen-1", "victim", base + 600_000, SYDNEY, TOOL),
     ));
     out
 }

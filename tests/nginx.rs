@@ -82,11 +82,11 @@ impl Drop for Reaped {
     }
 }
 
-async fn through(http: &reqwest::Client, nginx: u16, token: &str, ip: &str) -> u16 {
+async fn through(http: &reqwest::Client, nginx: u16, token: &str, ip: &str, agent: &str) -> u16 {
     http.get(format!("http://127.0.0.1:{nginx}/v1/orders"))
         .bearer_auth(token)
         .header("x-forwarded-for", ip)
-        .header("user-agent", BROWSER)
+        .header("user-agent", agent)
         .send()
         .await
         .unwrap()
@@ -221,14 +221,15 @@ async fn nginx_refuses_a_stolen_token_once_tokenwatch_flags_it() {
     }
 
     // The victim works from Paris with two tokens.
-    assert_eq!(through(&http, port, STOLEN, PARIS).await, 200);
-    assert_eq!(through(&http, port, OTHER, PARIS).await, 200);
+    assert_eq!(through(&http, port, STOLEN, PARIS, BROWSER).await, 200);
+    assert_eq!(through(&http, port, OTHER, PARIS, BROWSER).await, 200);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    // The thief replays the stolen one from Sydney until NGINX refuses it.
+    // The thief replays the stolen one from Sydney, with a script, until
+    // NGINX refuses it.
     let attack = Instant::now();
     let mut passed = 0;
     let refused_after = loop {
-        match through(&http, port, STOLEN, SYDNEY).await {
+        match through(&http, port, STOLEN, SYDNEY, TOOL).await {
             200 => passed += 1,
             403 => break attack.elapsed(),
             other => panic!("unexpected status {other}"),
@@ -244,8 +245,8 @@ async fn nginx_refuses_a_stolen_token_once_tokenwatch_flags_it() {
         refused_after.as_millis()
     );
     // The victim's other token is untouched; the stolen one stays refused.
-    assert_eq!(through(&http, port, OTHER, PARIS).await, 200);
-    assert_eq!(through(&http, port, STOLEN, PARIS).await, 403);
+    assert_eq!(through(&http, port, OTHER, PARIS, BROWSER).await, 200);
+    assert_eq!(through(&http, port, STOLEN, PARIS, BROWSER).await, 403);
     stop.cancel();
     let _ = service.await;
 }

@@ -190,10 +190,10 @@ async fn a_stolen_opaque_token_is_revoked_at_a_real_authorization_server() {
     let handle = seal(&key, &token_id, &stolen);
     assert!(!handle.contains(&stolen));
     let now = now_ms();
-    let event = |at_ms: i64, ip: &str| {
+    let event = |at_ms: i64, ip: &str, agent: &str| {
         serde_json::to_vec(&serde_json::json!({
             "ts": at_ms, "token_id": token_id, "sub": "victim-app", "ip": ip,
-            "user_agent": BROWSER, "method": "GET", "path": "/v1/orders", "status": 200,
+            "user_agent": agent, "method": "GET", "path": "/v1/orders", "status": 200,
             "client_id": "victim-app", "token_handle": handle,
         }))
         .unwrap()
@@ -202,11 +202,12 @@ async fn a_stolen_opaque_token_is_revoked_at_a_real_authorization_server() {
         .set("bootstrap.servers", cluster.bootstrap_servers())
         .create()
         .unwrap();
-    // The victim in Paris, then the thief in Sydney five minutes later.
+    // The victim in Paris, then the thief in Sydney five minutes later,
+    // replaying with a script.
     for record in [
-        event(now - 600_000, PARIS),
-        event(now - 400_000, PARIS),
-        event(now - 100_000, SYDNEY),
+        event(now - 600_000, PARIS, BROWSER),
+        event(now - 400_000, PARIS, BROWSER),
+        event(now - 100_000, SYDNEY, TOOL),
     ] {
         producer
             .send(
