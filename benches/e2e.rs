@@ -26,7 +26,7 @@ use rdkafka::ClientConfig;
 use tokenwatch::config::{KafkaConfig, RawConfig};
 use tokenwatch::detect::{Detector, DetectorParams};
 use tokenwatch::geo::GeoHandle;
-use tokenwatch::ingest::{self, IngestConsumer, IngestContext, ScoringHandler};
+use tokenwatch::ingest::{self, IngestConsumer, IngestContext, Readiness, ScoringHandler};
 use tokenwatch::journal::{Alerts, Audit};
 use tokenwatch::metrics::Metrics;
 use tokenwatch::model::{Model, ModelArtifact};
@@ -36,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 const EVENTS: usize = 100_000;
 const PARTITIONS: i32 = 4;
+const STATE: &str = "tokenwatch.state";
 
 fn repo(p: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(p)
@@ -81,6 +82,8 @@ async fn setup(k: &KafkaConfig, records: &[(String, Vec<u8>)]) {
         NewTopic::new(&k.telemetry_topic, PARTITIONS, TopicReplication::Fixed(1)),
         NewTopic::new(&k.decisions_topic, 1, TopicReplication::Fixed(1)),
         NewTopic::new(&k.deadletter_topic, 1, TopicReplication::Fixed(1)),
+        NewTopic::new(STATE, PARTITIONS, TopicReplication::Fixed(1))
+            .set("cleanup.policy", "compact"),
     ];
     for r in admin
         .create_topics(&topics, &AdminOptions::new())
@@ -129,7 +132,7 @@ async fn bare(k: &KafkaConfig) -> Duration {
 
 /// tokenwatch's scoring consumer from a fresh group until every record is
 /// scored (a fresh detector, so every run sees the same work).
-async fn tokenwatch(k: &KafkaConfig, geo: &Arc<GeoHandle>) -> Duration {
+async fn tokenwatch(k: &KafkaConfig, geo: &Arc<GeoHandle>, changelog: bool) -> Duration {
     let group = fresh_group();
     let metrics = Arc::new(Metrics::new());
     let consumer: IngestConsumer = ingest::consumer_config(k, &group)
@@ -152,13 +155,22 @@ async fn tokenwatch(k: &KafkaConfig, geo: &Arc<GeoHandle>) -> Duration {
         metrics.clone(),
         None,
     ));
+    let log = changelog.then(|| {
+        ingest::changelog::Changelog::new(
+            STATE.into(),
+            PARTITIONS,
+            producer.clone(),
+            ingest::consumer_config(k, &format!("{group}.state")),
+        )
+    });
     let handler = ScoringHandler::new(
         Arc::new(std::sync::Mutex::new(detector)),
         producer,
         k.deadletter_topic.clone(),
         flagger,
         metrics.clone(),
-    );
+    )
+    .with_changelog(log, Arc::new(Readiness::default()));
     let stop = CancellationToken::new();
     let start = Instant::now();
     let task = tokio::spawn(ingest::run(
@@ -205,7 +217,19 @@ fn main() {
         b.iter_custom(|iters| (0..iters).map(|_| rt.block_on(bare(&k))).sum())
     });
     g.bench_function("tokenwatch_scoring_consumer", |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| rt.block_on(tokenwatch(&k, &geo))).sum())
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| rt.block_on(tokenwatch(&k, &geo, false)))
+                .sum()
+        })
+    });
+    // The same with the state changelog written at every commit.
+    g.bench_function("tokenwatch_scoring_consumer_with_changelog", |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| rt.block_on(tokenwatch(&k, &geo, true)))
+                .sum()
+        })
     });
     g.finish();
     c.final_summary();

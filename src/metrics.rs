@@ -43,6 +43,8 @@ pub struct Metrics {
     pub allowlist_entries: IntGauge,
     pub denylist_entries: IntGauge,
     pub denylist_checks: IntCounterVec,
+    pub state_writes: IntCounterVec,
+    pub state_restored: IntCounter,
     /// Last DetectorStats folded in, so counters advance by deltas.
     last_stats: std::sync::Mutex<DetectorStats>,
 }
@@ -253,6 +255,17 @@ impl Metrics {
                 "tokenwatch_denylist_checks_total",
                 "Edge checks (auth_request / ext_authz) by result: allowed, denied, not_ready.",
                 &["result"],
+            ),
+            state_writes: counter_vec(
+                &r,
+                "tokenwatch_state_writes_total",
+                "Token states written to the state changelog, by result: ok, error, restore_error.",
+                &["result"],
+            ),
+            state_restored: counter(
+                &r,
+                "tokenwatch_state_restored_total",
+                "Token states taken from the state changelog after a partition was assigned.",
             ),
             last_stats: std::sync::Mutex::new(DetectorStats::default()),
             registry: r,

@@ -86,6 +86,26 @@ fn consumer(
     Ok(Arc::new(c))
 }
 
+/// The state changelog, when its topic is configured and exists.
+async fn state_changelog(
+    cfg: &Config,
+    producer: &rdkafka::producer::FutureProducer,
+) -> Option<ingest::changelog::Changelog> {
+    let topic = cfg.kafka.state_topic.clone()?;
+    // A group id is required by the client; the reader joins nothing.
+    let reader = ingest::consumer_config(
+        &cfg.kafka,
+        &format!("{}.state.{}", cfg.kafka.group_id, std::process::id()),
+    );
+    let partitions = ingest::changelog::partitions(reader.clone(), topic.clone()).await?;
+    Some(ingest::changelog::Changelog::new(
+        topic,
+        partitions,
+        producer.clone(),
+        reader,
+    ))
+}
+
 pub async fn serve(
     cfg: Config,
     shutdown: CancellationToken,
@@ -207,6 +227,7 @@ pub async fn serve(
     ));
 
     let gateways = gateway_adapters(&cfg, direct, verifier);
+    let changelog = state_changelog(&cfg, &producer).await;
     let scoring = ScoringHandler::new(
         detector,
         producer.clone(),
@@ -214,7 +235,8 @@ pub async fn serve(
         flagger,
         metrics.clone(),
     )
-    .with_gateways(gateways);
+    .with_gateways(gateways)
+    .with_changelog(changelog, readiness.clone());
     let revoker = revoker(&cfg, controls, &producer, &denylist, &metrics)?;
     let revoking = RevocationHandler::new(
         revoker,

@@ -6,9 +6,8 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use rdkafka::mocking::MockCluster;
@@ -48,20 +47,6 @@ fn nginx(t_s: i64, ip: &str, token: &str) -> Vec<u8> {
         "status": "200", "user_agent": BROWSER, "authorization": format!("Bearer {token}"),
     }))
     .unwrap()
-}
-
-async fn wait_ready(addr: SocketAddr) {
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = client.get(format!("http://{addr}/readyz")).send().await {
-            if r.status().is_success() {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "{addr} never became ready");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

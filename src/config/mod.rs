@@ -104,6 +104,9 @@ pub struct RawKafka {
     pub denylist_topic: String,
     /// Alert events (JSON or Security Event Tokens) for SIEMs.
     pub alerts_topic: String,
+    /// Compacted: per-token state, so it follows its partition to another
+    /// instance. Empty: no changelog.
+    pub state_topic: String,
     #[serde(with = "humantime_serde")]
     pub commit_interval: Duration,
     /// Extra librdkafka properties (security.protocol, sasl.*, …).
@@ -121,6 +124,7 @@ impl Default for RawKafka {
             audit_topic: "tokenwatch.audit".into(),
             denylist_topic: "tokenwatch.denylist".into(),
             alerts_topic: "tokenwatch.alerts".into(),
+            state_topic: "tokenwatch.state".into(),
             commit_interval: Duration::from_secs(1),
             properties: BTreeMap::new(),
         }
@@ -229,6 +233,8 @@ pub struct KafkaConfig {
     pub audit_topic: String,
     pub denylist_topic: String,
     pub alerts_topic: String,
+    /// None: no state changelog.
+    pub state_topic: Option<String>,
     pub commit_interval: Duration,
     pub properties: BTreeMap<String, String>,
 }
@@ -376,6 +382,7 @@ impl RawConfig {
             audit_topic: non_empty("kafka.audit_topic", &k.audit_topic)?,
             denylist_topic: non_empty("kafka.denylist_topic", &k.denylist_topic)?,
             alerts_topic: non_empty("kafka.alerts_topic", &k.alerts_topic)?,
+            state_topic: Some(k.state_topic.trim().to_owned()).filter(|t| !t.is_empty()),
             commit_interval: k.commit_interval,
             properties: k.properties.clone(),
         };

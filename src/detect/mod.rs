@@ -239,6 +239,11 @@ impl Detector {
         }
     }
 
+    /// Takes a token's state from the changelog (see `ingest::changelog`).
+    pub fn restore(&mut self, key: TokenKey, state: TokenState) -> bool {
+        self.store.restore(key, state)
+    }
+
     pub fn state(&self, key: &TokenKey) -> Option<&TokenState> {
         self.store.get(key)
     }

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::geo::{Country, Location};
 
@@ -14,13 +14,44 @@ use crate::geo::{Country, Location};
 pub const SET_CAP: usize = 4;
 
 /// A tiny set of small values, inline. Counts distinct insertions past the cap.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SmallSet<T: Copy + PartialEq + Default, const N: usize> {
-    #[serde(skip)]
     items: [T; N],
     len: u8,
     /// Distinct values seen, saturating; exact up to N.
     pub distinct: u8,
+}
+
+/// On the wire (the state changelog): the held values and the count.
+#[derive(Serialize, Deserialize)]
+struct SmallSetWire<T> {
+    items: Vec<T>,
+    distinct: u8,
+}
+
+impl<T: Copy + PartialEq + Default + Serialize, const N: usize> Serialize for SmallSet<T, N> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        SmallSetWire {
+            items: self.iter().copied().collect(),
+            distinct: self.distinct,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de, T, const N: usize> Deserialize<'de> for SmallSet<T, N>
+where
+    T: Copy + PartialEq + Default + Deserialize<'de>,
+{
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = SmallSetWire::<T>::deserialize(d)?;
+        let mut set = SmallSet::default();
+        for v in w.items.into_iter().take(N) {
+            set.insert(v);
+        }
+        set.distinct = w.distinct.max(set.len);
+        Ok(set)
+    }
 }
 
 impl<T: Copy + PartialEq + Default, const N: usize> Default for SmallSet<T, N> {
@@ -63,7 +94,7 @@ impl<T: Copy + PartialEq + Default, const N: usize> SmallSet<T, N> {
 }
 
 /// A 64-bit linear-counting sketch: distinct-value estimates in 8 bytes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sketch64(pub u64);
 
 impl Sketch64 {
@@ -86,16 +117,17 @@ impl Sketch64 {
 }
 
 /// A place the token was used from, with when.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Sighting {
     pub at_ms: i64,
     pub location: Location,
-    #[serde(skip)]
     pub ip: IpAddr,
 }
 
-/// The per-token record. Plain data, `Copy`, no pointers.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+/// The per-token record. Plain data, `Copy`, no pointers. Serialised whole
+/// (addresses included) only for the state changelog, which is as sensitive
+/// as the telemetry topic.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TokenState {
     pub first_ms: i64,
     pub last_ms: i64,
@@ -105,7 +137,6 @@ pub struct TokenState {
     pub iat_ms: i64,
     pub requests: u32,
     /// The last address and what it resolved to: the per-token geo shortcut.
-    #[serde(skip)]
     pub last_ip: Option<IpAddr>,
     /// Most recent located request.
     pub last_seen: Option<Sighting>,
@@ -133,7 +164,6 @@ pub struct TokenState {
     /// Geo database generation that resolved `last_seen`, for the shortcut.
     pub geo_generation: u32,
     /// Hash of the last raw User-Agent string, to skip re-deriving its family.
-    #[serde(skip)]
     pub last_ua_raw: u32,
 }
 

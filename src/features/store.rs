@@ -46,6 +46,27 @@ impl TokenStore {
             .get_or_insert_mut(key, || TokenState::new(ts_ms))
     }
 
+    /// Puts back a state read from the changelog, unless this instance
+    /// already holds a newer one. Returns whether it was taken.
+    pub fn restore(&mut self, key: TokenKey, mut state: TokenState) -> bool {
+        if self
+            .tokens
+            .peek(&key)
+            .is_some_and(|s| s.last_ms >= state.last_ms)
+        {
+            return false;
+        }
+        // Another instance's geo generation means nothing here: look the
+        // last address up again rather than trust the shortcut.
+        state.geo_generation = u32::MAX;
+        if self.tokens.len() >= self.cap && !self.tokens.contains(&key) {
+            self.tokens.pop_lru();
+            self.evicted += 1;
+        }
+        self.tokens.put(key, state);
+        true
+    }
+
     pub fn get(&self, key: &TokenKey) -> Option<&TokenState> {
         self.tokens.peek(key)
     }

@@ -46,9 +46,16 @@ impl Serialize for Country {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Country {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let code = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Ok(Country::from_code(&code))
+    }
+}
+
 /// A located request: coordinates, how far off they may be, country and ASN.
 /// `Copy` and 20 bytes, so per-token state can hold it inline.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct Location {
     pub lat: f32,
     pub lon: f32,

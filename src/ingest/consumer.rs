@@ -35,6 +35,12 @@ pub trait Handler: Send {
 
     /// Called between records and on the commit timer (metrics, expiry).
     fn tick(&mut self) {}
+
+    /// Called just before stored offsets are committed (the state
+    /// changelog is written here).
+    fn before_commit(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 pub type IngestConsumer = StreamConsumer<IngestContext>;
@@ -62,6 +68,7 @@ pub async fn run<H: Handler>(
             biased;
             _ = shutdown.cancelled() => break,
             _ = commit_tick.tick() => {
+                handler.before_commit().await;
                 commit(&consumer, CommitMode::Async, &metrics);
                 handler.tick();
                 continue;
@@ -98,6 +105,7 @@ pub async fn run<H: Handler>(
         stats.handled += 1;
     }
     handler.tick();
+    handler.before_commit().await;
     commit(&consumer, CommitMode::Sync, &metrics);
     consumer.unsubscribe();
     stats

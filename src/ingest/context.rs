@@ -16,6 +16,9 @@ use crate::metrics::Metrics;
 pub struct Readiness {
     pub assigned: AtomicBool,
     pub model_loaded: AtomicBool,
+    /// Bumped on every rebalance: per-partition work done since (the state
+    /// restore) is done again for partitions that come back.
+    pub rebalances: std::sync::atomic::AtomicU64,
 }
 
 impl Readiness {
@@ -107,6 +110,7 @@ impl ConsumerContext for IngestContext {
                 .unwrap_or(false);
             let assigned = matches!(rebalance, Rebalance::Assign(tpl) if tpl.count() > 0) || held;
             r.assigned.store(assigned, Ordering::Release);
+            r.rebalances.fetch_add(1, Ordering::AcqRel);
         }
         let (kind, n) = match rebalance {
             Rebalance::Assign(tpl) => ("assign", tpl.count()),

@@ -2,6 +2,7 @@
 //! committed only after a record is fully handled; dead letters for what
 //! cannot be handled; commits on rebalance and shutdown.
 
+pub mod changelog;
 mod consumer;
 mod context;
 mod deadletter;

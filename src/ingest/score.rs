@@ -10,7 +10,11 @@ use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::FutureProducer;
 use rdkafka::Message;
 
+use std::sync::atomic::Ordering;
+
+use super::changelog::Changelog;
 use super::consumer::{Handler, Transient};
+use super::context::Readiness;
 use super::deadletter;
 use crate::clock::now_ms;
 use crate::detect::{Explanation, Verdict};
@@ -32,6 +36,8 @@ pub struct ScoringHandler {
     since_stats: u32,
     /// Topics of gateway logs, read through their adapter.
     gateways: HashMap<String, Normalizer>,
+    /// Per-token state written to / read back from `kafka.state_topic`.
+    changelog: Option<(Changelog, Arc<Readiness>)>,
 }
 
 struct Pending {
@@ -58,7 +64,19 @@ impl ScoringHandler {
             pending: None,
             since_stats: 0,
             gateways: HashMap::new(),
+            changelog: None,
         }
+    }
+
+    /// Keeps per-token state in `changelog`, restoring a partition's when
+    /// it is first seen after a rebalance counted by `readiness`.
+    pub fn with_changelog(
+        mut self,
+        changelog: Option<Changelog>,
+        readiness: Arc<Readiness>,
+    ) -> ScoringHandler {
+        self.changelog = changelog.map(|c| (c, readiness));
+        self
     }
 
     /// Reads these topics as gateway logs (topic → adapter).
@@ -124,6 +142,11 @@ impl Handler for ScoringHandler {
         if self.pending.as_ref().is_some_and(|p| p.at == at) {
             return self.flag_pending().await;
         }
+        if let Some((log, readiness)) = &mut self.changelog {
+            let generation = readiness.rebalances.load(Ordering::Acquire);
+            log.ensure_restored(msg.partition(), generation, &self.detector, &self.metrics)
+                .await;
+        }
         let start = Instant::now();
         let payload = msg.payload().unwrap_or_default();
         // Gateway logs become telemetry first; the native topic (the hot
@@ -160,6 +183,9 @@ impl Handler for ScoringHandler {
         };
         let scored = respond::score(&self.detector, &event, false);
         let verdict = scored.verdict;
+        if let Some((log, _)) = &mut self.changelog {
+            log.touched(verdict.key, msg.partition());
+        }
         let m = &self.metrics;
         m.events_consumed.inc();
         m.verdicts
@@ -183,6 +209,12 @@ impl Handler for ScoringHandler {
             self.tick();
         }
         Ok(())
+    }
+
+    async fn before_commit(&mut self) {
+        if let Some((log, _)) = &mut self.changelog {
+            log.write(&self.detector, &self.metrics).await;
+        }
     }
 
     fn tick(&mut self) {

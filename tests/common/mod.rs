@@ -178,3 +178,22 @@ pub async fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// Waits (up to 60 s) until the service at `addr` answers `/readyz` with 2xx.
+#[allow(dead_code)]
+pub async fn wait_ready(addr: std::net::SocketAddr) {
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Ok(r) = client.get(format!("http://{addr}/readyz")).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{addr} never became ready"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
