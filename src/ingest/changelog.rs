@@ -7,9 +7,10 @@
 //! (first request on A, the impossible second on B after A died) is still
 //! made.
 //!
-//! Best effort by design: a failed write is counted and retried at the next
-//! commit but never holds offsets back, so the changelog can lag the
-//! telemetry by one commit interval but never stops the consumer.
+//! Best effort by design: writes are acknowledged in the background, and a
+//! failed one is counted and retried at the next commit but never holds
+//! offsets back, so the changelog can lag the telemetry by about one commit
+//! interval but never stops the consumer.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -44,6 +45,9 @@ impl Hasher for KeyHasher {
     }
 }
 
+/// A batch's outcome: how many were acknowledged, and which failed.
+type Acked = (usize, Vec<(TokenKey, i32)>);
+
 /// One changelog record's value.
 #[derive(Serialize, Deserialize)]
 struct Entry {
@@ -65,6 +69,8 @@ pub struct Changelog {
     /// rebalance (a handful: a scan beats hashing).
     restored: Vec<i32>,
     generation: u64,
+    /// The batch being acknowledged: resolves to the tokens that failed.
+    inflight: Option<tokio::task::JoinHandle<Acked>>,
 }
 
 impl Changelog {
@@ -85,6 +91,7 @@ impl Changelog {
             dirty: HashMap::default(),
             restored: Vec::new(),
             generation: 0,
+            inflight: None,
         }
     }
 
@@ -171,9 +178,11 @@ impl Changelog {
         }
     }
 
-    /// Writes the state of every token touched since the last call; waits
-    /// for the broker's acknowledgements. Failed tokens stay dirty.
+    /// Writes the state of every token touched since the last call. The
+    /// sends are acknowledged in the background: the previous batch's
+    /// failures are counted, and their tokens marked dirty again, here.
     pub async fn write(&mut self, detector: &SharedDetector, metrics: &Metrics) {
+        self.flush(metrics).await;
         if self.dirty.is_empty() {
             return;
         }
@@ -191,37 +200,54 @@ impl Changelog {
                 })
                 .collect()
         };
-        let sends = batch.iter().map(|(key, partition, value)| {
-            let k = format!("{key:032x}");
-            let producer = &self.producer;
-            let topic = &self.topic;
-            let p = partition % self.partitions;
-            async move {
-                producer
-                    .send(
-                        FutureRecord::to(topic).key(&k).payload(value).partition(p),
-                        Duration::from_secs(5),
-                    )
-                    .await
-                    .map_err(|(e, _)| e)
-            }
-        });
-        let results = futures::future::join_all(sends).await;
-        let mut failed = 0u64;
-        for ((key, partition, _), r) in batch.iter().zip(results) {
-            if r.is_err() {
-                failed += 1;
-                self.dirty.insert(*key, *partition);
-            }
-        }
-        let ok = batch.len() as u64 - failed;
-        metrics.state_writes.with_label_values(&["ok"]).inc_by(ok);
-        if failed > 0 {
+        let (producer, topic, partitions) =
+            (self.producer.clone(), self.topic.clone(), self.partitions);
+        self.inflight = Some(tokio::spawn(async move {
+            let sends = batch.iter().map(|(key, partition, value)| {
+                let k = format!("{key:032x}");
+                let (producer, topic) = (&producer, &topic);
+                async move {
+                    producer
+                        .send(
+                            FutureRecord::to(topic)
+                                .key(&k)
+                                .payload(value)
+                                .partition(partition % partitions),
+                            Duration::from_secs(5),
+                        )
+                        .await
+                        .is_ok()
+                }
+            });
+            let results = futures::future::join_all(sends).await;
+            let failed: Vec<(TokenKey, i32)> = batch
+                .iter()
+                .zip(&results)
+                .filter(|(_, ok)| !**ok)
+                .map(|((key, partition, _), _)| (*key, *partition))
+                .collect();
+            (batch.len() - failed.len(), failed)
+        }));
+    }
+
+    /// Waits for the batch in flight; counts it and marks its failures
+    /// dirty again.
+    pub async fn flush(&mut self, metrics: &Metrics) {
+        let Some(previous) = self.inflight.take() else {
+            return;
+        };
+        let (ok, failed) = previous.await.unwrap_or_default();
+        metrics
+            .state_writes
+            .with_label_values(&["ok"])
+            .inc_by(ok as u64);
+        if !failed.is_empty() {
             metrics
                 .state_writes
                 .with_label_values(&["error"])
-                .inc_by(failed);
-            tracing::warn!(topic = %self.topic, failed, "state changelog writes failed; retried at the next commit");
+                .inc_by(failed.len() as u64);
+            tracing::warn!(topic = %self.topic, failed = failed.len(), "state changelog writes failed; retried at the next commit");
+            self.dirty.extend(failed);
         }
     }
 }

@@ -37,8 +37,8 @@ pub trait Handler: Send {
     fn tick(&mut self) {}
 
     /// Called just before stored offsets are committed (the state
-    /// changelog is written here).
-    fn before_commit(&mut self) -> impl Future<Output = ()> + Send {
+    /// changelog is written here); `last` at shutdown.
+    fn before_commit(&mut self, _last: bool) -> impl Future<Output = ()> + Send {
         async {}
     }
 }
@@ -68,7 +68,7 @@ pub async fn run<H: Handler>(
             biased;
             _ = shutdown.cancelled() => break,
             _ = commit_tick.tick() => {
-                handler.before_commit().await;
+                handler.before_commit(false).await;
                 commit(&consumer, CommitMode::Async, &metrics);
                 handler.tick();
                 continue;
@@ -105,7 +105,7 @@ pub async fn run<H: Handler>(
         stats.handled += 1;
     }
     handler.tick();
-    handler.before_commit().await;
+    handler.before_commit(true).await;
     commit(&consumer, CommitMode::Sync, &metrics);
     consumer.unsubscribe();
     stats

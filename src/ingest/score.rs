@@ -211,9 +211,12 @@ impl Handler for ScoringHandler {
         Ok(())
     }
 
-    async fn before_commit(&mut self) {
+    async fn before_commit(&mut self, last: bool) {
         if let Some((log, _)) = &mut self.changelog {
             log.write(&self.detector, &self.metrics).await;
+            if last {
+                log.flush(&self.metrics).await;
+            }
         }
     }
 
