@@ -5,6 +5,11 @@
 //! broker (`tansu`, memory storage, started here). Goal: tokenwatch at
 //! ≥ 0.8 × the bare consumer's events/s.
 //!
+//! Then, on the same broker, the detection latency: stolen tokens whose
+//! impossible second request is produced with the wall-clock time as its
+//! event time; from that time to the decision in the decision log (the
+//! revoker's input), p50 and p99.
+//!
 //! `scripts/ensure-tansu && cargo bench --bench e2e` (skipped, with a
 //! message, when tansu is not installed).
 
@@ -233,4 +238,151 @@ fn main() {
     });
     g.finish();
     c.final_summary();
+    rt.block_on(latency(&k, &geo));
+}
+
+const LATENCY_TOPIC: &str = "bench.latency";
+const LATENCY_TOKENS: usize = 200;
+
+/// One subject's tokens (an address shared by many subjects is egress,
+/// where travel means nothing).
+fn live(token: &str, ts_ms: i64, ip: &str, agent: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "ts": ts_ms, "token_id": token, "sub": "victim", "ip": ip, "user_agent": agent,
+        "method": "GET", "path": "/v1/orders", "status": 200,
+        "token_iat": ts_ms / 1000 - 600, "token_exp": ts_ms / 1000 + 3600,
+    }))
+    .unwrap()
+}
+
+/// Event time of an impossible second request → its decision published.
+async fn latency(k: &KafkaConfig, geo: &Arc<GeoHandle>) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &k.brokers)
+        .create()
+        .unwrap();
+    let topic = NewTopic::new(LATENCY_TOPIC, PARTITIONS, TopicReplication::Fixed(1));
+    for r in admin
+        .create_topics([&topic], &AdminOptions::new())
+        .await
+        .unwrap()
+    {
+        r.unwrap();
+    }
+    let metrics = Arc::new(Metrics::new());
+    let consumer: IngestConsumer = ingest::consumer_config(k, &fresh_group())
+        .create_with_context(IngestContext {
+            readiness: None,
+            name: "latency",
+            metrics: None,
+        })
+        .unwrap();
+    consumer.subscribe(&[LATENCY_TOPIC]).unwrap();
+    let producer: FutureProducer = ingest::producer_config(k).create().unwrap();
+    let model = Arc::new(ArcSwap::from_pointee(Model::new(
+        ModelArtifact::load(&repo("models/default.json")).unwrap(),
+    )));
+    let (tx, mut decisions) = tokio::sync::mpsc::unbounded_channel();
+    let flagger = Arc::new(Flagger::new(
+        Outbox::new(producer.clone(), k.decisions_topic.clone()),
+        Arc::new(Alerts::default()),
+        Arc::new(Audit::in_memory(100)),
+        metrics.clone(),
+        Some(tx),
+    ));
+    let handler = ScoringHandler::new(
+        Arc::new(std::sync::Mutex::new(Detector::new(
+            geo.clone(),
+            model,
+            DetectorParams::default(),
+        ))),
+        producer.clone(),
+        k.deadletter_topic.clone(),
+        flagger,
+        metrics.clone(),
+    );
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(ingest::run(
+        Arc::new(consumer),
+        handler,
+        k.commit_interval,
+        stop.clone(),
+        metrics.clone(),
+    ));
+    let send = |token: String, record: Vec<u8>| {
+        let producer = producer.clone();
+        async move {
+            producer
+                .send(
+                    FutureRecord::to(LATENCY_TOPIC).key(&token).payload(&record),
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    // First requests from Paris, all scored before the second ones start.
+    let now = tokenwatch::clock::now_ms();
+    for i in 0..LATENCY_TOKENS {
+        let t = format!("lat-{i}");
+        send(
+            t.clone(),
+            live(
+                &t,
+                now - 600_000,
+                "1.178.90.17",
+                "Mozilla/5.0 Firefox/133.0",
+            ),
+        )
+        .await;
+    }
+    while (metrics.events_consumed.get() as usize) < LATENCY_TOKENS {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Decisions are timestamped as they arrive, while the thief sends.
+    let collector = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while seen.len() < LATENCY_TOKENS {
+            match tokio::time::timeout(Duration::from_secs(30), decisions.recv()).await {
+                Ok(Some(d)) => seen.push((d.token_id, tokenwatch::clock::now_ms())),
+                _ => break,
+            }
+        }
+        seen
+    });
+    // The thief's requests from Sydney, one every 100 ms, event time = now.
+    let mut sent_at = std::collections::HashMap::new();
+    for i in 0..LATENCY_TOKENS {
+        let t = format!("lat-{i}");
+        let ts = tokenwatch::clock::now_ms();
+        sent_at.insert(t.clone(), ts);
+        send(
+            t.clone(),
+            live(&t, ts, "1.1.1.17", "python-requests/2.32.3"),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut ms: Vec<i64> = collector
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|(token, at)| Some(at - sent_at.remove(&token)?))
+        .collect();
+    stop.cancel();
+    task.await.unwrap();
+    ms.sort_unstable();
+    let pct = |p: f64| ms[((p * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];
+    if ms.is_empty() {
+        eprintln!("detection latency: no decision");
+    } else {
+        eprintln!(
+            "detection latency, event time -> decision published ({} of {LATENCY_TOKENS} stolen tokens flagged): min {} ms, p50 {} ms, p99 {} ms, max {} ms",
+            ms.len(),
+            ms[0],
+            pct(0.5),
+            pct(0.99),
+            ms[ms.len() - 1]
+        );
+    }
 }
