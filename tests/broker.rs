@@ -24,7 +24,9 @@ use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message};
 use tokenwatch::config::{Config, KafkaConfig, RawConfig};
-use tokenwatch::ingest::{self, Handler, IngestConsumer, IngestContext, ScoringHandler, Transient};
+use tokenwatch::ingest::{
+    self, Handled, Handler, IngestConsumer, IngestContext, ScoringHandler, Transient,
+};
 use tokenwatch::journal::{Alerts, Audit};
 use tokenwatch::metrics::Metrics;
 use tokenwatch::respond::{Decision, Flagger, Mode, Outbox};
@@ -292,13 +294,13 @@ struct Recording {
 }
 
 impl Handler for Recording {
-    async fn handle(&mut self, msg: &BorrowedMessage<'_>) -> Result<(), Transient> {
-        self.inner.handle(msg).await?;
+    async fn handle(&mut self, msg: &BorrowedMessage<'_>) -> Result<Handled, Transient> {
+        let handled = self.inner.handle(msg).await?;
         self.seen
             .lock()
             .unwrap()
             .insert((msg.partition(), msg.offset()));
-        Ok(())
+        Ok(handled)
     }
 }
 

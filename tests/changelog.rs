@@ -89,7 +89,15 @@ async fn send(brokers: &str, topic: &str, token: &str, record: Vec<u8>) {
 }
 
 /// A's first request, A gone, B's impossible second one: B's decisions.
-async fn failover(state_topic: &str) -> (Instance, Option<Decision>) {
+/// The cluster is returned so that it outlives B's shutdown (a dropped mock
+/// cluster leaves B's final commit talking to nobody).
+async fn failover(
+    state_topic: &str,
+) -> (
+    MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    Instance,
+    Option<Decision>,
+) {
     let cluster = MockCluster::new(1).unwrap();
     let brokers = cluster.bootstrap_servers();
     let cfg = config(&brokers, state_topic);
@@ -144,12 +152,12 @@ async fn failover(state_topic: &str) -> (Instance, Option<Decision>) {
         .flatten();
     eprintln!("B decided in {:?}", t.elapsed());
     b.stop.cancel();
-    (b, d)
+    (cluster, b, d)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_detection_spanning_a_failover_is_made_from_the_changelog() {
-    let (b, d) = failover("tokenwatch.state").await;
+    let (_cluster, b, d) = failover("tokenwatch.state").await;
     let d = d.expect("B flags the token whose first request A saw");
     assert_eq!(d.token_id, "stolen");
     assert_eq!(d.rule.as_deref(), Some("impossible_travel"), "{d:?}");
@@ -159,7 +167,7 @@ async fn a_detection_spanning_a_failover_is_made_from_the_changelog() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_changelog_the_successor_sees_only_half_the_story() {
-    let (b, d) = failover("").await;
+    let (_cluster, b, d) = failover("").await;
     assert!(d.is_none(), "flagged without A's state: {d:?}");
     assert_eq!(b.metrics.state_restored.get(), 0);
     let _ = b.task.await;

@@ -16,7 +16,9 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokenwatch::config::{Config, KafkaConfig, RawConfig};
-use tokenwatch::ingest::{self, Handler, IngestConsumer, IngestContext, ScoringHandler, Transient};
+use tokenwatch::ingest::{
+    self, Handled, Handler, IngestConsumer, IngestContext, ScoringHandler, Transient,
+};
 use tokenwatch::journal::{Alerts, Audit};
 use tokenwatch::metrics::Metrics;
 use tokenwatch::respond::{Flagger, Outbox};
@@ -104,14 +106,14 @@ struct Recording {
 }
 
 impl Handler for Recording {
-    async fn handle(&mut self, msg: &BorrowedMessage<'_>) -> Result<(), Transient> {
+    async fn handle(&mut self, msg: &BorrowedMessage<'_>) -> Result<Handled, Transient> {
         tokio::time::sleep(self.delay).await;
-        self.inner.handle(msg).await?;
+        let handled = self.inner.handle(msg).await?;
         self.seen
             .lock()
             .unwrap()
             .push((msg.partition(), msg.offset()));
-        Ok(())
+        Ok(handled)
     }
 }
 
@@ -337,4 +339,194 @@ impl ReplaceTs for Vec<u8> {
         v["ts"] = serde_json::json!(ms / 1000);
         serde_json::to_vec(&v).unwrap()
     }
+}
+
+/// Hands record `hold_at` an output that lands only when `release` fires
+/// (a decision the broker has not acknowledged yet); every other record is
+/// done at once.
+struct Holding {
+    seen: Arc<Mutex<Vec<i64>>>,
+    hold_at: i64,
+    release: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl Handler for Holding {
+    async fn handle(&mut self, msg: &BorrowedMessage<'_>) -> Result<Handled, Transient> {
+        self.seen.lock().unwrap().push(msg.offset());
+        match self.release.take() {
+            Some(rx) if msg.offset() == self.hold_at => Ok(Handled::InFlight(tokio::spawn(
+                async move { rx.await.is_ok() },
+            ))),
+            other => {
+                self.release = other;
+                Ok(Handled::Done)
+            }
+        }
+    }
+}
+
+/// 30 records of one token, so all on one partition, offsets 0..30.
+async fn one_partition_of_thirty(
+    k: &KafkaConfig,
+) -> (
+    Arc<Mutex<Vec<i64>>>,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<ingest::LoopStats>,
+    CancellationToken,
+) {
+    let records: Vec<_> = (0..30)
+        .map(|i| {
+            (
+                "tok-held".to_owned(),
+                record("tok-held", i as f64, PARIS, BROWSER),
+            )
+        })
+        .collect();
+    produce(&k.brokers, &k.telemetry_topic, &records).await;
+    let metrics = Arc::new(Metrics::new());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(ingest::run(
+        scoring_consumer(k, &metrics),
+        Holding {
+            seen: seen.clone(),
+            hold_at: 5,
+            release: Some(rx),
+        },
+        k.commit_interval,
+        stop.clone(),
+        metrics,
+    ));
+    let s = seen.clone();
+    wait_until(
+        "all 30 records read while record 5 is in flight",
+        60,
+        || s.lock().unwrap().len() == 30,
+    )
+    .await;
+    // Five commit intervals: whatever may be committed has been.
+    tokio::time::sleep(k.commit_interval * 5).await;
+    (seen, tx, task, stop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_in_flight_holds_the_offsets_back_but_not_the_reading() {
+    let (_cluster, k) = cluster();
+    let (_seen, release, task, stop) = one_partition_of_thirty(&k).await;
+    assert_eq!(
+        committed_total(&k, 3),
+        5,
+        "committed up to the record whose output is in flight, not past it"
+    );
+    release.send(()).unwrap();
+    wait_until("the rest committed once the output landed", 30, || {
+        committed_total(&k, 3) == 30
+    })
+    .await;
+    stop.cancel();
+    task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_with_an_output_in_flight_reads_its_record_again() {
+    let (_cluster, k) = cluster();
+    let (_seen, _never, task, _stop) = one_partition_of_thirty(&k).await;
+    task.abort(); // kill -9 before the decision was acknowledged
+    let _ = task.await;
+    let metrics = Arc::new(Metrics::new());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let stop = CancellationToken::new();
+    let successor = tokio::spawn(ingest::run(
+        scoring_consumer(&k, &metrics),
+        Holding {
+            seen: seen.clone(),
+            hold_at: -1,
+            release: None,
+        },
+        k.commit_interval,
+        stop.clone(),
+        metrics,
+    ));
+    let s = seen.clone();
+    wait_until("the successor reads to the end", 60, || {
+        s.lock().unwrap().last() == Some(&29)
+    })
+    .await;
+    assert_eq!(
+        *seen.lock().unwrap(),
+        (5..30).collect::<Vec<i64>>(),
+        "the successor starts at the record whose output never landed"
+    );
+    stop.cancel();
+    successor.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_mid_stream_loses_nothing_and_a_pair_spanning_it_is_decided() {
+    let (cluster, k) = cluster();
+    let batch = |from: i64, thief: Vec<u8>| -> Vec<(String, Vec<u8>)> {
+        let mut out: Vec<_> = (0..100)
+            .map(|i| {
+                let t = format!("tok-{}", i % 20);
+                let rec = live(&t, &format!("u{}", i % 20), 900 - from - i, PARIS, BROWSER);
+                (t, rec)
+            })
+            .collect();
+        out.push(("stolen".to_owned(), thief));
+        out
+    };
+    // The owner in Paris before the restart, a script in Sydney after it.
+    let before = batch(0, live("stolen", "victim", 600, PARIS, BROWSER));
+    produce(&k.brokers, &k.telemetry_topic, &before).await;
+    let metrics = Arc::new(Metrics::new());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(ingest::run(
+        scoring_consumer(&k, &metrics),
+        Recording {
+            inner: scoring_handler(&k, metrics.clone()),
+            seen: seen.clone(),
+            delay: Duration::ZERO,
+        },
+        k.commit_interval,
+        stop.clone(),
+        metrics.clone(),
+    ));
+    let s = seen.clone();
+    wait_until("the first 101 scored", 60, || {
+        s.lock().unwrap().len() == 101
+    })
+    .await;
+
+    cluster.broker_down(1).unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    cluster.broker_up(1).unwrap();
+    let after = batch(100, live("stolen", "victim", 60, SYDNEY, TOOL));
+    produce(&k.brokers, &k.telemetry_topic, &after).await;
+
+    let s = seen.clone();
+    let distinct = move || s.lock().unwrap().iter().collect::<BTreeSet<_>>().len();
+    wait_until("every record scored after the restart", 60, || {
+        distinct() == 202
+    })
+    .await;
+    let decided = || {
+        ["alert", "revoke"]
+            .iter()
+            .map(|a| metrics.decisions_published.with_label_values(&[a]).get())
+            .sum::<u64>()
+    };
+    wait_until("the pair spanning the restart decided", 30, || {
+        decided() == 1
+    })
+    .await;
+    // Commits resume once the group has its coordinator back (a commit
+    // tried meanwhile may fail and is retried on the next tick).
+    wait_until("everything committed after the restart", 60, || {
+        committed_total(&k, 3) == 202
+    })
+    .await;
+    stop.cancel();
+    task.await.unwrap();
 }

@@ -2,10 +2,13 @@
 //! consumers.
 //!
 //! Invariant: an offset is stored only after its record's handler returned
-//! Ok — every output it produced (dead letter, decision, revocation) is
-//! acknowledged. Stored offsets are committed on a timer, before partitions
-//! are revoked, and at shutdown. A crash replays at most the uncommitted
-//! tail; handlers are idempotent, so a replay is harmless.
+//! Ok and every output it produced (dead letter, decision, revocation) is
+//! acknowledged, and the same holds for every earlier record. A handler may
+//! leave outputs in flight (`window.rs`) so that the loop reads on while the
+//! broker acknowledges them. Stored offsets are committed on a timer (after
+//! everything in flight has landed), before partitions are revoked, and at
+//! shutdown. A crash replays at most the uncommitted tail; handlers are
+//! idempotent, so a replay is harmless.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use rdkafka::Message;
 use tokio_util::sync::CancellationToken;
 
 use super::context::IngestContext;
+use super::window::{InFlight, Window};
 use crate::metrics::Metrics;
 
 /// A handler failed in a way that retrying the same record may fix (the
@@ -26,15 +30,33 @@ use crate::metrics::Metrics;
 #[error("{0}")]
 pub struct Transient(pub String);
 
+/// What became of a handled record's outputs.
+pub enum Handled {
+    /// Every output is acknowledged.
+    Done,
+    /// Outputs still on their way to the broker: the record's offset moves
+    /// once this task reports them acknowledged.
+    InFlight(InFlight),
+}
+
 pub trait Handler: Send {
-    /// Handles one record fully. Ok means every output is acknowledged.
+    /// Handles one record: Ok once every output is acknowledged or in
+    /// flight (retried by its task until it is).
     fn handle(
         &mut self,
         msg: &BorrowedMessage<'_>,
-    ) -> impl Future<Output = Result<(), Transient>> + Send;
+    ) -> impl Future<Output = Result<Handled, Transient>> + Send;
 
     /// Called between records and on the commit timer (metrics, expiry).
     fn tick(&mut self) {}
+
+    /// True when `before_commit` writes state that must not run ahead of
+    /// outputs still in flight (the state changelog: a restored token that
+    /// is already escalated would never be decided again if its decision
+    /// were lost). The loop then waits for them at each commit.
+    fn commits_state(&self) -> bool {
+        false
+    }
 
     /// Called just before stored offsets are committed (the state
     /// changelog is written here); `last` at shutdown.
@@ -52,6 +74,13 @@ pub struct LoopStats {
     pub retries: u64,
 }
 
+/// Records whose outputs may be in flight at once before the loop waits.
+const IN_FLIGHT_LIMIT: usize = 4096;
+
+/// How long shutdown waits for in-flight outputs before leaving their
+/// records to be read again.
+const SHUTDOWN_PATIENCE: Duration = Duration::from_secs(10);
+
 /// Runs until `shutdown` is cancelled, then commits and returns.
 pub async fn run<H: Handler>(
     consumer: Arc<IngestConsumer>,
@@ -63,11 +92,20 @@ pub async fn run<H: Handler>(
     let mut stats = LoopStats::default();
     let mut commit_tick = tokio::time::interval(commit_interval);
     commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut window = Window::new(IN_FLIGHT_LIMIT);
     'outer: loop {
         let msg = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
             _ = commit_tick.tick() => {
+                if handler.commits_state() {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break 'outer,
+                        _ = window.drain(&consumer, None) => {}
+                    }
+                } else {
+                    window.settle(&consumer);
+                }
                 handler.before_commit(false).await;
                 commit(&consumer, CommitMode::Async, &metrics);
                 handler.tick();
@@ -84,11 +122,12 @@ pub async fn run<H: Handler>(
             }
         };
         let mut backoff = Duration::from_millis(50);
-        loop {
+        let handled = loop {
             match handler.handle(&msg).await {
-                Ok(()) => break,
+                Ok(h) => break h,
                 Err(e) => {
                     stats.retries += 1;
+                    stuck_lag(&consumer, &msg, &metrics).await;
                     tracing::warn!(topic = msg.topic(), partition = msg.partition(), offset = msg.offset(), error = %e, "record not handled yet; retrying");
                     tokio::select! {
                         _ = shutdown.cancelled() => break 'outer,
@@ -97,18 +136,47 @@ pub async fn run<H: Handler>(
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
             }
-        }
-        // The record is fully handled: only now may its offset move.
-        if let Err(e) = consumer.store_offset_from_message(&msg) {
-            tracing::warn!(error = %e, "cannot store offset (partition revoked?); the record will be redelivered");
-        }
+        };
+        // Handled: its offset moves now, or once its outputs have landed.
+        let wait = match handled {
+            Handled::Done => None,
+            Handled::InFlight(task) => Some(task),
+        };
+        window.handled(&consumer, &msg, wait);
         stats.handled += 1;
+        tokio::select! {
+            _ = shutdown.cancelled() => break 'outer,
+            _ = window.make_room(&consumer) => {}
+        }
     }
     handler.tick();
-    handler.before_commit(true).await;
+    if window.drain(&consumer, Some(SHUTDOWN_PATIENCE)).await {
+        handler.before_commit(true).await;
+    } else {
+        tracing::warn!("state changelog not written at shutdown: some outputs never landed");
+    }
     commit(&consumer, CommitMode::Sync, &metrics);
     consumer.unsubscribe();
     stats
+}
+
+/// The lag behind a record the loop keeps retrying. librdkafka's
+/// statistics, which feed the gauge otherwise, are served only while the
+/// consumer is polled, so a stuck loop would go on showing its last figure
+/// (often 0) just when the lag matters. Asks the broker for the high
+/// watermark (the loop is waiting out a backoff anyway).
+async fn stuck_lag(consumer: &Arc<IngestConsumer>, msg: &BorrowedMessage<'_>, metrics: &Metrics) {
+    let (c, topic, partition) = (consumer.clone(), msg.topic().to_owned(), msg.partition());
+    let high = tokio::task::spawn_blocking(move || {
+        c.fetch_watermarks(&topic, partition, Duration::from_secs(1))
+    })
+    .await;
+    if let Ok(Ok((_, high))) = high {
+        metrics
+            .consumer_lag
+            .with_label_values(&[msg.topic(), &partition.to_string()])
+            .set((high - msg.offset()).max(1));
+    }
 }
 
 fn commit(consumer: &IngestConsumer, mode: CommitMode, metrics: &Metrics) {

@@ -55,6 +55,29 @@ struct PartitionStats {
     desired: bool,
     #[serde(default = "unknown")]
     consumer_lag_stored: i64,
+    #[serde(default = "unknown")]
+    hi_offset: i64,
+    #[serde(default = "unknown")]
+    lo_offset: i64,
+    #[serde(default = "unknown")]
+    stored_offset: i64,
+    #[serde(default = "unknown")]
+    committed_offset: i64,
+}
+
+impl PartitionStats {
+    /// Records not yet fully handled. librdkafka reports no lag (-1) until
+    /// the group has stored or committed an offset, so a consumer stuck on
+    /// its very first record would show none; tokenwatch reads from the
+    /// earliest offset then, so everything from the low watermark is lag.
+    fn lag(&self) -> Option<i64> {
+        if self.consumer_lag_stored >= 0 {
+            return Some(self.consumer_lag_stored);
+        }
+        let done = self.stored_offset.max(self.committed_offset);
+        let from = if done >= 0 { done } else { self.lo_offset };
+        (self.hi_offset >= 0 && from >= 0).then(|| (self.hi_offset - from).max(0))
+    }
 }
 
 fn unknown() -> i64 {
@@ -73,12 +96,13 @@ impl ClientContext for IngestContext {
         };
         for (topic, t) in &stats.topics {
             for (partition, p) in &t.partitions {
-                if *partition < 0 || !p.desired || p.consumer_lag_stored < 0 {
+                if *partition < 0 || !p.desired {
                     continue;
                 }
+                let Some(lag) = p.lag() else { continue };
                 m.consumer_lag
                     .with_label_values(&[topic.as_str(), &partition.to_string()])
-                    .set(p.consumer_lag_stored);
+                    .set(lag);
             }
         }
     }
@@ -124,5 +148,38 @@ impl ConsumerContext for IngestContext {
         if let Err(e) = result {
             tracing::debug!(consumer = self.name, error = %e, "commit");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(lag: i64, hi: i64, lo: i64, stored: i64, committed: i64) -> PartitionStats {
+        PartitionStats {
+            desired: true,
+            consumer_lag_stored: lag,
+            hi_offset: hi,
+            lo_offset: lo,
+            stored_offset: stored,
+            committed_offset: committed,
+        }
+    }
+
+    #[test]
+    fn lag_counts_from_what_is_handled_or_from_the_start() {
+        assert_eq!(
+            stats(7, 10, 0, 3, 2).lag(),
+            Some(7),
+            "librdkafka's own figure"
+        );
+        // Nothing stored or committed yet: everything from the low mark.
+        assert_eq!(stats(-1, 6, 0, -1001, -1001).lag(), Some(6));
+        assert_eq!(stats(-1, 6, 2, -1001, 4).lag(), Some(2));
+        assert_eq!(
+            stats(-1, -1, 0, -1001, -1001).lag(),
+            None,
+            "no watermark yet"
+        );
     }
 }

@@ -1,6 +1,12 @@
-//! librdkafka client settings tokenwatch relies on, in one place.
+//! librdkafka client settings tokenwatch relies on, in one place, and the
+//! retry of a produced record nobody else will retry.
+
+use std::future::Future;
+use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::DeliveryFuture;
 
 use crate::config::KafkaConfig;
 
@@ -34,14 +40,40 @@ pub fn producer_config(k: &KafkaConfig) -> ClientConfig {
     c.set("bootstrap.servers", &k.brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        // Every decision is awaited before its record's offset moves, so a
-        // linger is paid once per decision, in series: 2 ms of it cost a
-        // third of the scoring consumer's throughput on the e2e bench.
-        // Messages queued while a request is in flight are still batched.
+        // A decision leaves at once (detection latency); messages queued
+        // while a request is in flight are still batched.
         .set("linger.ms", "0")
         .set("message.timeout.ms", "30000");
     for (key, value) in &k.properties {
         c.set(key, value);
     }
     c
+}
+
+/// Waits for a queued record's acknowledgement and, while it fails, sends
+/// it `again` with backoff: for outputs left in flight, which nobody else
+/// will retry. Gives up only when its task is aborted.
+pub async fn until_delivered<F, Fut>(
+    queued: Result<DeliveryFuture, KafkaError>,
+    mut again: F,
+    what: &'static str,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), KafkaError>>,
+{
+    let mut result = match queued {
+        Ok(delivery) => match delivery.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((e, _))) => Err(e),
+            Err(_) => Err(KafkaError::Canceled),
+        },
+        Err(e) => Err(e),
+    };
+    let mut backoff = Duration::from_millis(50);
+    while let Err(error) = result {
+        tracing::warn!(%error, topic = what, "not acknowledged yet; retrying");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+        result = again().await;
+    }
 }

@@ -11,11 +11,13 @@ mod kafka;
 mod normalize;
 mod revoke;
 mod score;
+mod window;
 
-pub use consumer::{run, Handler, IngestConsumer, LoopStats, Transient};
+pub use consumer::{run, Handled, Handler, IngestConsumer, LoopStats, Transient};
 pub use context::{IngestContext, Readiness};
 pub use deadletter::{redact, redact_value};
-pub use kafka::{consumer_config, producer_config};
+pub use kafka::{consumer_config, producer_config, until_delivered};
 pub use normalize::NormalizeHandler;
 pub use revoke::RevocationHandler;
 pub use score::ScoringHandler;
+pub use window::InFlight;

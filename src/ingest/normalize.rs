@@ -1,19 +1,21 @@
 //! The normalize stage's handler: one raw gateway record → one telemetry
 //! record on the telemetry topic, keyed by token id, the raw token gone (or
 //! sealed). The raw offset moves only once the broker has the telemetry
-//! record; a record that cannot be read is dead-lettered, its credential
-//! fields removed.
+//! record (the loop reads on while records are in flight); a record that
+//! cannot be read is dead-lettered, its credential fields removed.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message;
 
-use super::consumer::{Handler, Transient};
+use super::consumer::{Handled, Handler, Transient};
 use super::deadletter;
+use super::kafka::until_delivered;
 use crate::gateway::Normalizer;
 use crate::metrics::Metrics;
 
@@ -44,7 +46,7 @@ impl NormalizeHandler {
 }
 
 impl Handler for NormalizeHandler {
-    async fn handle(&mut self, msg: &BorrowedMessage<'_>) -> Result<(), Transient> {
+    async fn handle(&mut self, msg: &BorrowedMessage<'_>) -> Result<Handled, Transient> {
         let start = Instant::now();
         let payload = msg.payload().unwrap_or_default();
         let Some(n) = self.gateways.get(msg.topic()) else {
@@ -60,11 +62,26 @@ impl Handler for NormalizeHandler {
                 let record = FutureRecord::to(&self.telemetry_topic)
                     .key(t.token_id.as_bytes())
                     .payload(&json);
-                self.producer
-                    .send(record, Duration::from_secs(30))
-                    .await
-                    .map_err(|(e, _)| Transient(format!("telemetry topic: {e}")))?;
-                self.metrics.records_normalized.inc();
+                let queued = self.producer.send_result(record).map_err(|(e, _)| e);
+                let (producer, topic, metrics) = (
+                    self.producer.clone(),
+                    self.telemetry_topic.clone(),
+                    self.metrics.clone(),
+                );
+                let key = t.token_id;
+                Ok(Handled::InFlight(tokio::spawn(async move {
+                    let again = || {
+                        producer
+                            .send(
+                                FutureRecord::to(&topic).key(key.as_bytes()).payload(&json),
+                                Duration::from_secs(30),
+                            )
+                            .map(|r| r.map(|_| ()).map_err(|(e, _)| e))
+                    };
+                    until_delivered(queued, again, "telemetry").await;
+                    metrics.records_normalized.inc();
+                    true
+                })))
             }
             Err(e) => {
                 let reason = e.reason();
@@ -84,8 +101,8 @@ impl Handler for NormalizeHandler {
                     .with_label_values(&[reason])
                     .inc();
                 self.metrics.deadletters.with_label_values(&[reason]).inc();
+                Ok(Handled::Done)
             }
         }
-        Ok(())
     }
 }

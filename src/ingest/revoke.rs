@@ -11,7 +11,7 @@ use rdkafka::producer::FutureProducer;
 use rdkafka::Message;
 use tokio::sync::mpsc;
 
-use super::consumer::{Handler, Transient};
+use super::consumer::{Handled, Handler, Transient};
 use super::deadletter;
 use crate::journal::Audit;
 use crate::metrics::Metrics;
@@ -47,7 +47,7 @@ impl RevocationHandler {
 }
 
 impl Handler for RevocationHandler {
-    async fn handle(&mut self, msg: &BorrowedMessage<'_>) -> Result<(), Transient> {
+    async fn handle(&mut self, msg: &BorrowedMessage<'_>) -> Result<Handled, Transient> {
         let decision: Decision = match serde_json::from_slice(msg.payload().unwrap_or_default()) {
             Ok(d) => d,
             Err(e) => {
@@ -64,7 +64,7 @@ impl Handler for RevocationHandler {
                     .deadletters
                     .with_label_values(&["decision_json"])
                     .inc();
-                return Ok(());
+                return Ok(Handled::Done);
             }
         };
         let settled = self.revoker.settle(decision).await;
@@ -127,6 +127,6 @@ impl Handler for RevocationHandler {
         if let Some(o) = &self.observer {
             let _ = o.send(settled);
         }
-        Ok(())
+        Ok(Handled::Done)
     }
 }

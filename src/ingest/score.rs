@@ -13,14 +13,13 @@ use rdkafka::Message;
 use std::sync::atomic::Ordering;
 
 use super::changelog::Changelog;
-use super::consumer::{Handler, Transient};
+use super::consumer::{Handled, Handler, Transient};
 use super::context::Readiness;
 use super::deadletter;
 use crate::clock::now_ms;
-use crate::detect::{Explanation, Verdict};
 use crate::gateway::Normalizer;
 use crate::metrics::Metrics;
-use crate::respond::{self, Decision, Flagger, SharedDetector};
+use crate::respond::{self, Flagger, SharedDetector};
 use crate::telemetry::Event;
 
 pub struct ScoringHandler {
@@ -29,22 +28,11 @@ pub struct ScoringHandler {
     deadletter_topic: String,
     flagger: Arc<Flagger>,
     metrics: Arc<Metrics>,
-    /// A decision made but not yet acknowledged by the broker, with the
-    /// record it came from. The detector has already escalated the token, so
-    /// a retry must resend this decision rather than score the record again.
-    pending: Option<Pending>,
     since_stats: u32,
     /// Topics of gateway logs, read through their adapter.
     gateways: HashMap<String, Normalizer>,
     /// Per-token state written to / read back from `kafka.state_topic`.
     changelog: Option<(Changelog, Arc<Readiness>)>,
-}
-
-struct Pending {
-    at: (i32, i64),
-    decision: Decision,
-    verdict: Verdict,
-    explanation: Explanation,
 }
 
 impl ScoringHandler {
@@ -61,7 +49,6 @@ impl ScoringHandler {
             deadletter_topic,
             flagger,
             metrics,
-            pending: None,
             since_stats: 0,
             gateways: HashMap::new(),
             changelog: None,
@@ -91,7 +78,7 @@ impl ScoringHandler {
         payload: Option<&[u8]>,
         reason: &'static str,
         error: &str,
-    ) -> Result<(), Transient> {
+    ) -> Result<Handled, Transient> {
         let published = match payload {
             Some(p) => {
                 deadletter::publish_payload(
@@ -122,26 +109,12 @@ impl ScoringHandler {
             reason,
             "record dead-lettered"
         );
-        Ok(())
-    }
-
-    async fn flag_pending(&mut self) -> Result<(), Transient> {
-        let p = self.pending.as_ref().expect("caller checked");
-        self.flagger
-            .flag(&p.decision, &p.verdict, &p.explanation)
-            .await
-            .map_err(|e| Transient(format!("decision log: {e}")))?;
-        self.pending = None;
-        Ok(())
+        Ok(Handled::Done)
     }
 }
 
 impl Handler for ScoringHandler {
-    async fn handle(&mut self, msg: &BorrowedMessage<'_>) -> Result<(), Transient> {
-        let at = (msg.partition(), msg.offset());
-        if self.pending.as_ref().is_some_and(|p| p.at == at) {
-            return self.flag_pending().await;
-        }
+    async fn handle(&mut self, msg: &BorrowedMessage<'_>) -> Result<Handled, Transient> {
         if let Some((log, readiness)) = &mut self.changelog {
             let generation = readiness.rebalances.load(Ordering::Acquire);
             log.ensure_restored(msg.partition(), generation, &self.detector, &self.metrics)
@@ -195,20 +168,23 @@ impl Handler for ScoringHandler {
         m.detection_latency_seconds
             .observe(((now_ms() - event.ts_ms).max(0) as f64) / 1000.0);
         m.processing_seconds.observe(start.elapsed().as_secs_f64());
-        if let (Some(decision), Some(explanation)) = (scored.decision, scored.explanation) {
-            self.pending = Some(Pending {
-                at,
-                decision,
-                verdict,
-                explanation,
-            });
-            self.flag_pending().await?;
-        }
         self.since_stats += 1;
         if self.since_stats >= 256 {
             self.tick();
         }
-        Ok(())
+        match (scored.decision, scored.explanation) {
+            // The detector has escalated the token already: from here the
+            // decision is retried until the broker has it, never re-scored.
+            (Some(decision), Some(explanation)) => Ok(Handled::InFlight(
+                self.flagger
+                    .flag_in_background(decision, verdict, explanation),
+            )),
+            _ => Ok(Handled::Done),
+        }
+    }
+
+    fn commits_state(&self) -> bool {
+        self.changelog.is_some()
     }
 
     async fn before_commit(&mut self, last: bool) {

@@ -4,14 +4,15 @@
 //! treated the same.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use tokio::sync::mpsc;
 
 use super::Decision;
 use crate::clock::now_ms;
 use crate::detect::{explain, Action, Detector, Explanation, Verdict};
+use crate::ingest::until_delivered;
 use crate::journal::{Alerts, Audit};
 use crate::metrics::Metrics;
 use crate::telemetry::Event;
@@ -82,16 +83,22 @@ impl Outbox {
     }
 
     /// Returns once the broker has the decision.
-    pub async fn publish(&self, d: &Decision) -> Result<(), rdkafka::error::KafkaError> {
+    pub async fn publish(&self, d: &Decision) -> Result<(), KafkaError> {
+        match self.enqueue(d)?.await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err((e, _))) => Err(e),
+            Err(_) => Err(KafkaError::Canceled),
+        }
+    }
+
+    /// Queues the decision in the producer now (so decisions keep the order
+    /// they were made in); the future resolves once the broker has it.
+    fn enqueue(&self, d: &Decision) -> Result<DeliveryFuture, KafkaError> {
         let payload = serde_json::to_vec(d).expect("decision serialises");
         let record = FutureRecord::to(&self.topic)
             .key(d.token_id.as_bytes())
             .payload(&payload);
-        self.producer
-            .send(record, Duration::from_secs(30))
-            .await
-            .map(|_| ())
-            .map_err(|(e, _)| e)
+        self.producer.send_result(record).map_err(|(e, _)| e)
     }
 }
 
@@ -123,13 +130,32 @@ impl Flagger {
     /// Publishes the decision; only once the broker has it, records the
     /// alert and the audit entry. An error means nothing was recorded and
     /// the caller may retry with the same decision.
-    pub async fn flag(
-        &self,
-        d: &Decision,
-        v: &Verdict,
-        e: &Explanation,
-    ) -> Result<(), rdkafka::error::KafkaError> {
+    pub async fn flag(&self, d: &Decision, v: &Verdict, e: &Explanation) -> Result<(), KafkaError> {
         self.outbox.publish(d).await?;
+        self.published(d, v, e).await;
+        Ok(())
+    }
+
+    /// Queues the decision now and returns a task that sees it acknowledged
+    /// (re-publishing it until the broker has it) and then records the
+    /// alert and the audit entry: the consumer reads on meanwhile.
+    pub fn flag_in_background(
+        self: &Arc<Self>,
+        d: Decision,
+        v: Verdict,
+        e: Explanation,
+    ) -> tokio::task::JoinHandle<bool> {
+        let queued = self.outbox.enqueue(&d);
+        let flagger = self.clone();
+        tokio::spawn(async move {
+            let outbox = flagger.outbox.clone();
+            until_delivered(queued, || outbox.publish(&d), "decision log").await;
+            flagger.published(&d, &v, &e).await;
+            true
+        })
+    }
+
+    async fn published(&self, d: &Decision, v: &Verdict, e: &Explanation) {
         let reason = d.rule.as_deref().unwrap_or("model");
         self.metrics
             .tokens_flagged
@@ -167,6 +193,5 @@ impl Flagger {
         if let Some(o) = &self.observer {
             let _ = o.send(d.clone());
         }
-        Ok(())
     }
 }

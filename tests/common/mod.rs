@@ -68,6 +68,20 @@ pub fn record_for(token: &str, sub: &str, t_s: f64, ip: &str, ua: &str) -> Vec<u
     .expect("json")
 }
 
+/// A request `ago_s` seconds before now by a token that expires an hour
+/// from now (records from the fixed origin of [`record`] belong to tokens
+/// long expired by the wall clock, and a running service forgets those).
+#[allow(dead_code)]
+pub fn live(token: &str, sub: &str, ago_s: i64, ip: &str, ua: &str) -> Vec<u8> {
+    let now_ms = tokenwatch::clock::now_ms();
+    serde_json::to_vec(&serde_json::json!({
+        "ts": now_ms - ago_s * 1000, "token_id": token, "sub": sub, "ip": ip,
+        "user_agent": ua, "method": "GET", "path": "/v1/orders", "status": 200,
+        "token_iat": now_ms / 1000 - 3600, "token_exp": now_ms / 1000 + 3600,
+    }))
+    .expect("json")
+}
+
 /// Reads `topic` (partition 0) from the beginning until `n` messages or
 /// `secs` pass; returns the payloads as JSON.
 pub fn topic_json(brokers: &str, topic: &str, n: usize, secs: u64) -> Vec<serde_json::Value> {
