@@ -172,3 +172,63 @@ async fn without_the_changelog_the_successor_sees_only_half_the_story() {
     assert_eq!(b.metrics.state_restored.get(), 0);
     let _ = b.task.await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_handed_over_in_a_rebalance_keep_their_tokens_history() {
+    const TOKENS: usize = 12;
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let mut cfg = config(&brokers, "tokenwatch.state");
+    // No commit tick between the first requests and the hand-over: what
+    // the successor learns, it learns from the rebalance alone.
+    cfg.kafka.commit_interval = Duration::from_secs(120);
+    let k = cfg.kafka.clone();
+    cluster.create_topic(&k.telemetry_topic, 2, 1).unwrap();
+    cluster.create_topic("tokenwatch.state", 2, 1).unwrap();
+    for t in [&k.decisions_topic, &k.deadletter_topic, &k.audit_topic] {
+        cluster.create_topic(t, 1, 1).unwrap();
+    }
+    let token = |i: usize| format!("moving-{i}");
+    let mut a = start(&cfg).await;
+    for i in 0..TOKENS {
+        let t = token(i);
+        send(
+            &brokers,
+            &k.telemetry_topic,
+            &t,
+            live(&t, 600, PARIS, BROWSER),
+        )
+        .await;
+    }
+    wait_until("A scored every first request", 20, || {
+        a.metrics.events_consumed.get() >= TOKENS as u64
+    })
+    .await;
+    // B joins: the group moves one of A's two partitions to it.
+    let mut b = start(&cfg).await;
+    for i in 0..TOKENS {
+        let t = token(i);
+        send(&brokers, &k.telemetry_topic, &t, live(&t, 0, SYDNEY, TOOL)).await;
+    }
+    let mut decided = std::collections::BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while decided.len() < TOKENS && Instant::now() < deadline {
+        tokio::select! {
+            Some(d) = a.decisions.recv() => { decided.insert(d.token_id, "A"); }
+            Some(d) = b.decisions.recv() => { decided.insert(d.token_id, "B"); }
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+    let by_b = decided.values().filter(|w| **w == "B").count();
+    eprintln!("{} of {TOKENS} decided, {by_b} by B", decided.len());
+    assert!(by_b >= 1, "B took a partition over: {decided:?}");
+    assert_eq!(
+        decided.len(),
+        TOKENS,
+        "every token decided, those B took over included: {decided:?}"
+    );
+    a.stop.cancel();
+    b.stop.cancel();
+    let _ = a.task.await;
+    let _ = b.task.await;
+}

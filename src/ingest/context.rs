@@ -19,6 +19,9 @@ pub struct Readiness {
     /// Bumped on every rebalance: per-partition work done since (the state
     /// restore) is done again for partitions that come back.
     pub rebalances: std::sync::atomic::AtomicU64,
+    /// Set when a state changelog is written at each commit: partitions
+    /// taken away are then not committed first (see `pre_rebalance`).
+    pub changelog: AtomicBool,
 }
 
 impl Readiness {
@@ -111,6 +114,21 @@ impl ClientContext for IngestContext {
 impl ConsumerContext for IngestContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
+            if self
+                .readiness
+                .as_ref()
+                .is_some_and(|r| r.changelog.load(Ordering::Acquire))
+            {
+                // The changelog holds state up to the last commit. Committing
+                // further now would hand the successor offsets past records
+                // whose state it never gets; it re-scores them instead.
+                tracing::info!(
+                    consumer = self.name,
+                    partitions = tpl.count(),
+                    "not committing before revoke: the successor replays since the last commit"
+                );
+                return;
+            }
             // Offsets stored so far are of fully handled records: commit
             // them before another instance takes these partitions over.
             match consumer.commit_consumer_state(CommitMode::Sync) {

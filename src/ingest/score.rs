@@ -62,6 +62,9 @@ impl ScoringHandler {
         changelog: Option<Changelog>,
         readiness: Arc<Readiness>,
     ) -> ScoringHandler {
+        readiness
+            .changelog
+            .store(changelog.is_some(), std::sync::atomic::Ordering::Release);
         self.changelog = changelog.map(|c| (c, readiness));
         self
     }
