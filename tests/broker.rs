@@ -29,9 +29,8 @@ use tokenwatch::ingest::{
 };
 use tokenwatch::journal::{Alerts, Audit};
 use tokenwatch::metrics::Metrics;
-use tokenwatch::respond::{Decision, Flagger, Mode, Outbox};
-use tokenwatch::serve::{serve, Hooks};
-use tokio::sync::{mpsc, oneshot};
+use tokenwatch::respond::{Flagger, Mode, Outbox};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 const PARTITIONS: i32 = 4;
@@ -145,38 +144,6 @@ async fn produce(brokers: &str, topic: &str, records: &[(String, Vec<u8>)]) {
     }
 }
 
-struct Instance {
-    metrics: Arc<Metrics>,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<
-        Result<tokenwatch::serve::ServeReport, tokenwatch::serve::ServeError>,
-    >,
-    http: std::net::SocketAddr,
-}
-
-async fn instance(cfg: Config, decisions: mpsc::UnboundedSender<Decision>) -> Instance {
-    let metrics = Arc::new(Metrics::new());
-    let stop = CancellationToken::new();
-    let (btx, brx) = oneshot::channel();
-    let task = tokio::spawn(serve(
-        cfg,
-        stop.clone(),
-        Hooks {
-            decisions: Some(decisions),
-            http_bound: Some(btx),
-            metrics: Some(metrics.clone()),
-            ..Hooks::default()
-        },
-    ));
-    let http = brx.await.unwrap();
-    Instance {
-        metrics,
-        stop,
-        task,
-        http,
-    }
-}
-
 async fn ready(http: std::net::SocketAddr) -> bool {
     match reqwest::get(format!("http://{http}/readyz")).await {
         Ok(r) => r.status() == 200,
@@ -191,8 +158,8 @@ async fn two_instances_share_the_partitions_and_detect_an_impossible_pair_once()
     let cfg = config(&broker.brokers, "fleet");
     create_topics(&cfg.kafka).await;
     let (dtx, mut drx) = mpsc::unbounded_channel();
-    let a = instance(cfg.clone(), dtx.clone()).await;
-    let b = instance(cfg.clone(), dtx).await;
+    let a = instance::start(cfg.clone(), dtx.clone()).await;
+    let b = instance::start(cfg.clone(), dtx).await;
     let (ha, hb) = (a.http, b.http);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !(ready(ha).await && ready(hb).await) {
@@ -248,7 +215,7 @@ async fn a_graceful_shutdown_commits_and_hands_the_partitions_over_at_once() {
     produce(&broker.brokers, &cfg.kafka.telemetry_topic, &records).await;
 
     let (dtx, _drx) = mpsc::unbounded_channel();
-    let a = instance(cfg.clone(), dtx.clone()).await;
+    let a = instance::start(cfg.clone(), dtx.clone()).await;
     let ma = a.metrics.clone();
     wait_until("instance a scores everything", 120, || {
         ma.events_consumed.get() >= total
@@ -265,7 +232,7 @@ async fn a_graceful_shutdown_commits_and_hands_the_partitions_over_at_once() {
     // out a session timeout (a left the group), and re-scores nothing
     // (a committed what it handled).
     let started = Instant::now();
-    let b = instance(cfg.clone(), dtx).await;
+    let b = instance::start(cfg.clone(), dtx).await;
     let hb = b.http;
     let deadline = Instant::now() + Duration::from_secs(30);
     while !ready(hb).await {

@@ -18,16 +18,14 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
+use common::instance::{self, Instance};
 use common::*;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use tokenwatch::config::{Config, RawConfig, RawLogout};
-use tokenwatch::metrics::Metrics;
 use tokenwatch::respond::{Mode, Preset};
-use tokenwatch::serve::{serve, Hooks};
-use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::mpsc;
 
 const OUTAGE: Duration = Duration::from_secs(60);
 const STOLEN: usize = 6;
@@ -122,38 +120,13 @@ async fn produce(brokers: &str, topic: &str, records: &[(String, Vec<u8>)]) {
     }
 }
 
-struct Instance {
-    metrics: Arc<Metrics>,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<
-        Result<tokenwatch::serve::ServeReport, tokenwatch::serve::ServeError>,
-    >,
-}
-
 async fn start(
     cfg: &Config,
     decisions: mpsc::UnboundedSender<tokenwatch::respond::Decision>,
 ) -> Instance {
-    let metrics = Arc::new(Metrics::new());
-    let stop = CancellationToken::new();
-    let (btx, brx) = oneshot::channel();
-    let task = tokio::spawn(serve(
-        cfg.clone(),
-        stop.clone(),
-        Hooks {
-            decisions: Some(decisions),
-            http_bound: Some(btx),
-            metrics: Some(metrics.clone()),
-            ..Hooks::default()
-        },
-    ));
-    let http = brx.await.unwrap();
-    wait_ready(http).await;
-    Instance {
-        metrics,
-        stop,
-        task,
-    }
+    let i = instance::start(cfg.clone(), decisions).await;
+    wait_ready(i.http).await;
+    i
 }
 
 /// The decision log's lag as the fleet reports it (the instance holding

@@ -2,6 +2,7 @@
 //! builders, and an in-process Kafka cluster (librdkafka's mock cluster).
 #![allow(dead_code)]
 
+pub mod instance;
 pub mod tansu;
 
 use std::path::PathBuf;
