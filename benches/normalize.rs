@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use tokenwatch::gateway::{FieldMap, Format, Normalizer, TrustedProxies};
+use tokenwatch::gateway::{slot, FieldMap, Format, Normalizer, Plan, Scalar, TrustedProxies};
 
 fn repo(p: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(p)
@@ -63,6 +63,18 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 for r in &recs {
                     std::hint::black_box(serde_json::from_slice::<serde_json::Value>(r).unwrap());
+                }
+            })
+        });
+        // Reading the mapped fields alone: the JSON side of `normalize`.
+        g.bench_function("pluck_only", |b| {
+            let map = FieldMap::preset(format).unwrap();
+            let plan = Plan::new(&map.pointers());
+            b.iter(|| {
+                for r in &recs {
+                    let mut slots: [Option<Scalar<'_>>; slot::COUNT] = Default::default();
+                    plan.pluck(r, &mut slots).unwrap();
+                    std::hint::black_box(&slots);
                 }
             })
         });

@@ -32,6 +32,13 @@ fn canonical(ip: IpAddr) -> IpAddr {
 /// 7239 node (`"[2001:db8::1]:443"`, quoted).
 fn parse_addr(text: &str) -> Option<IpAddr> {
     let t = text.trim().trim_matches('"');
+    // `v4:port`, the commonest form in access logs, without first failing
+    // to read it as a bare address.
+    if let Some((host, port)) = t.split_once(':') {
+        if port.parse::<u16>().is_ok() {
+            return host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4);
+        }
+    }
     if let Ok(ip) = t.parse::<IpAddr>() {
         return Some(canonical(ip));
     }
@@ -68,24 +75,32 @@ pub fn client_ip(
     if !trusted.contains(peer) {
         return Ok(peer);
     }
-    let hops: Vec<&str> = match (forwarded, x_forwarded_for) {
-        (Some(f), _) => forwarded_for(f),
-        (None, Some(x)) => x.split(',').collect(),
-        (None, None) => return Ok(peer),
-    };
+    match (forwarded, x_forwarded_for) {
+        (Some(f), _) => Ok(walk_back(peer, forwarded_for(f).into_iter().rev(), trusted)),
+        (None, Some(x)) => Ok(walk_back(peer, x.rsplit(','), trusted)),
+        (None, None) => Ok(peer),
+    }
+}
+
+/// The first untrusted address among `hops`, read from the right.
+fn walk_back<'h>(
+    peer: IpAddr,
+    hops: impl Iterator<Item = &'h str>,
+    trusted: &TrustedProxies,
+) -> IpAddr {
     let mut leftmost = peer;
-    for hop in hops.iter().rev() {
+    for hop in hops {
         // An unparseable hop ("unknown", an obfuscated node) ends what can
         // be trusted: the last proxy we trust is the best we know.
         let Some(ip) = parse_addr(hop) else {
-            return Ok(leftmost);
+            return leftmost;
         };
         if !trusted.contains(ip) {
-            return Ok(ip);
+            return ip;
         }
         leftmost = ip;
     }
-    Ok(leftmost)
+    leftmost
 }
 
 #[cfg(test)]
@@ -151,5 +166,24 @@ mod tests {
             ip("198.51.100.4")
         );
         assert!(client_ip("not-an-ip", None, None, &trusted()).is_err());
+    }
+
+    #[test]
+    fn addresses_in_every_logged_form() {
+        for (text, want) in [
+            ("203.0.113.9", Some("203.0.113.9")),
+            ("203.0.113.9:443", Some("203.0.113.9")),
+            (" \"203.0.113.9:1\" ", Some("203.0.113.9")),
+            ("2001:db8::1", Some("2001:db8::1")),
+            ("[2001:db8::1]:443", Some("2001:db8::1")),
+            ("[2001:db8::1]", Some("2001:db8::1")),
+            ("::ffff:198.51.100.4", Some("198.51.100.4")),
+            ("203.0.113.9:99999", None),
+            ("gateway.local:443", None),
+            ("203.0.113.9:", None),
+            ("", None),
+        ] {
+            assert_eq!(parse_addr(text), want.map(ip), "{text:?}");
+        }
     }
 }

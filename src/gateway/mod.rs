@@ -10,6 +10,7 @@
 mod client_ip;
 mod error;
 mod fields;
+mod output;
 mod pluck;
 mod token;
 mod verify;
@@ -19,51 +20,18 @@ use std::sync::Arc;
 pub use client_ip::{client_ip, TrustedProxies};
 pub use error::GatewayError;
 pub use fields::{slot, FieldMap, Format};
+pub use output::Telemetry;
 pub use pluck::{Plan, Scalar};
 pub use token::{bearer, derive_identity, Claims, TokenIdentity};
 pub use verify::{JwksError, JwtVerifier};
 
 use std::borrow::Cow;
 
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::telemetry::TokenHasher;
 
 use crate::respond::Sealer;
-
-/// A normalized telemetry record, owned: what `normalize` publishes and what
-/// the scoring path reads when a topic carries gateway logs.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Telemetry {
-    pub ts: i64,
-    pub token_id: String,
-    pub sub: String,
-    pub ip: String,
-    pub user_agent: String,
-    pub method: String,
-    pub path: String,
-    pub status: u16,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token_iat: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token_exp: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bytes: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub latency_ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token_handle: Option<String>,
-}
-
-impl Telemetry {
-    /// The record as the telemetry topic carries it.
-    pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("telemetry serialises")
-    }
-}
 
 /// Reads one gateway format into telemetry.
 pub struct Normalizer {
@@ -98,19 +66,23 @@ impl Normalizer {
         self
     }
 
-    pub fn normalize(&self, record: &[u8]) -> Result<Telemetry, GatewayError> {
-        let mut slots: [Option<Scalar<'_>>; slot::COUNT] = Default::default();
+    pub fn normalize<'a>(&self, record: &'a [u8]) -> Result<Telemetry<'a>, GatewayError> {
+        let mut slots: [Option<Scalar<'a>>; slot::COUNT] = Default::default();
         self.plan
             .pluck(record, &mut slots)
             .map_err(|e| GatewayError::Json(e.to_string()))?;
         // JSON null, "" and the "-" gateways write for "no value" are absent.
-        let get = |i: usize| {
-            slots[i].as_ref().filter(|v| match v {
-                Scalar::Str(s) => !(s.is_empty() || s == "-"),
-                Scalar::Other => false,
-                _ => true,
-            })
-        };
+        for s in &mut slots {
+            let absent = match s {
+                Some(Scalar::Str(v)) => v.is_empty() || v == "-",
+                Some(Scalar::Other) => true,
+                _ => false,
+            };
+            if absent {
+                *s = None;
+            }
+        }
+        let get = |i: usize| slots[i].as_ref();
         let text = |i: usize| get(i).and_then(Scalar::text);
         let ts = fields::timestamp_ms(get(slot::TS).ok_or(GatewayError::Missing("ts"))?)?;
         let remote = text(slot::REMOTE_ADDR).ok_or(GatewayError::Missing("client address"))?;
@@ -148,30 +120,27 @@ impl Normalizer {
             .and_then(Scalar::integer)
             .and_then(|s| u16::try_from(s).ok())
             .ok_or(GatewayError::Missing("status"))?;
+        let bytes = get(slot::BYTES)
+            .and_then(Scalar::integer)
+            .and_then(|b| u64::try_from(b).ok());
+        let latency_ms = get(slot::LATENCY)
+            .and_then(Scalar::number)
+            .map(|x| x * self.map.latency_to_ms);
+        let mut take = |i: usize| slots[i].take().and_then(Scalar::into_text);
         Ok(Telemetry {
             ts,
             token_id: id.token_id,
-            sub: id.claims.sub.unwrap_or_default(),
-            ip: ip.to_string(),
-            user_agent: text(slot::USER_AGENT)
-                .map(Cow::into_owned)
-                .unwrap_or_default(),
-            method: text(slot::METHOD)
-                .map(Cow::into_owned)
-                .ok_or(GatewayError::Missing("method"))?,
-            path: text(slot::PATH)
-                .map(Cow::into_owned)
-                .ok_or(GatewayError::Missing("path"))?,
+            sub: id.claims.sub.map_or(Cow::Borrowed(""), Cow::Owned),
+            ip,
+            user_agent: take(slot::USER_AGENT).unwrap_or_default(),
+            method: take(slot::METHOD).ok_or(GatewayError::Missing("method"))?,
+            path: take(slot::PATH).ok_or(GatewayError::Missing("path"))?,
             status,
             client_id: id.claims.client_id,
             token_iat: id.claims.iat,
             token_exp: id.claims.exp,
-            bytes: get(slot::BYTES)
-                .and_then(Scalar::integer)
-                .and_then(|b| u64::try_from(b).ok()),
-            latency_ms: get(slot::LATENCY)
-                .and_then(Scalar::number)
-                .map(|x| x * self.map.latency_to_ms),
+            bytes,
+            latency_ms,
             token_handle: id.handle,
         })
     }

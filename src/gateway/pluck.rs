@@ -22,11 +22,21 @@ pub enum Scalar<'a> {
     Other,
 }
 
-impl Scalar<'_> {
+impl<'a> Scalar<'a> {
     /// Text of a string or a number.
     pub fn text(&self) -> Option<Cow<'_, str>> {
         match self {
             Scalar::Str(s) => Some(Cow::Borrowed(s.as_ref())),
+            Scalar::Int(i) => Some(Cow::Owned(i.to_string())),
+            Scalar::Float(f) => Some(Cow::Owned(f.to_string())),
+            _ => None,
+        }
+    }
+
+    /// Text of a string or a number, keeping a borrowed string borrowed.
+    pub fn into_text(self) -> Option<Cow<'a, str>> {
+        match self {
+            Scalar::Str(s) => Some(s),
             Scalar::Int(i) => Some(Cow::Owned(i.to_string())),
             Scalar::Float(f) => Some(Cow::Owned(f.to_string())),
             _ => None,
@@ -58,7 +68,9 @@ impl Scalar<'_> {
 /// Which keys lead where: built once per format from its JSON pointers.
 #[derive(Debug, Default, Clone)]
 pub struct Plan {
-    children: Vec<(String, Step)>,
+    // Keys as bytes: matching them never needs UTF-8, and a record's keys
+    // are read without the validation (`deserialize_bytes`).
+    children: Vec<(Box<[u8]>, Step)>,
 }
 
 #[derive(Debug, Clone)]
@@ -93,7 +105,11 @@ impl Plan {
         let Some((first, rest)) = path.split_first() else {
             return;
         };
-        let at = match self.children.iter().position(|(k, _)| k == first) {
+        let at = match self
+            .children
+            .iter()
+            .position(|(k, _)| **k == *first.as_bytes())
+        {
             Some(i) => i,
             None => {
                 let step = if rest.is_empty() {
@@ -101,7 +117,7 @@ impl Plan {
                 } else {
                     Step::Branch(Plan::default())
                 };
-                self.children.push((first.clone(), step));
+                self.children.push((first.as_bytes().into(), step));
                 self.children.len() - 1
             }
         };
@@ -110,8 +126,13 @@ impl Plan {
         }
     }
 
-    fn step(&self, key: &str) -> Option<&Step> {
-        self.children.iter().find(|(k, _)| k == key).map(|(_, s)| s)
+    fn step(&self, key: &[u8]) -> Option<&Step> {
+        // Length and last byte first: most of a record's keys are not in
+        // the plan, and this spares them a call to memcmp.
+        self.children
+            .iter()
+            .find(|(k, _)| k.len() == key.len() && k.last() == key.last() && **k == *key)
+            .map(|(_, s)| s)
     }
 
     /// Plucks the planned fields of the JSON object in `record` into
@@ -132,8 +153,8 @@ impl Plan {
     }
 }
 
-/// A key, borrowed when it has no escapes.
-struct Key<'a>(Cow<'a, str>);
+/// A key's bytes, unescaped, borrowed when it has no escapes.
+struct Key<'a>(Cow<'a, [u8]>);
 
 impl<'de> Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -143,14 +164,20 @@ impl<'de> Deserialize<'de> for Key<'de> {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a key")
             }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+            fn visit_borrowed_bytes<E>(self, v: &'de [u8]) -> Result<Key<'de>, E> {
                 Ok(Key(Cow::Borrowed(v)))
             }
-            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Key<'de>, E> {
                 Ok(Key(Cow::Owned(v.to_owned())))
             }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v.as_bytes())))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.as_bytes().to_owned())))
+            }
         }
-        d.deserialize_str(V)
+        d.deserialize_bytes(V)
     }
 }
 

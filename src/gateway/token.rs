@@ -102,10 +102,13 @@ pub struct TokenIdentity {
 
 /// The token of an `Authorization: Bearer …` header value.
 pub fn bearer(header: &str) -> Option<&str> {
-    let (scheme, token) = header.trim().split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && !token.contains(' '))
-        .then_some(token)
+    let header = header.trim();
+    // The scheme by its fixed length: no search through a long token.
+    let token = header
+        .get(..7)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("bearer "))
+        .map(|_| header[7..].trim_start())?;
+    (!token.is_empty() && !token.contains(' ')).then_some(token)
 }
 
 /// The payload claims of a compact JWS, if `token` is one. With a verifier,
@@ -178,6 +181,24 @@ mod tests {
     fn jwt(claims: &str) -> String {
         let e = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
         format!("{}.{}.{}", e(r#"{"alg":"RS256"}"#), e(claims), e("sig"))
+    }
+
+    #[test]
+    fn only_a_bearer_credential_is_a_token() {
+        for (header, want) in [
+            ("Bearer abc.def", Some("abc.def")),
+            ("bearer   abc ", Some("abc")),
+            (" BEARER abc", Some("abc")),
+            ("Bearer", None),
+            ("Bearer ", None),
+            ("Bearer a b", None),
+            ("Bearer\tabc", None),
+            ("Basic dXNlcjpwYXNz", None),
+            ("Bearerabc", None),
+            ("Béarer abc", None),
+        ] {
+            assert_eq!(bearer(header), want, "{header:?}");
+        }
     }
 
     #[test]
