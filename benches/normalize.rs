@@ -1,7 +1,8 @@
 //! The normalize stage's parse-and-derive step per gateway format (JSON,
 //! token identity with HMAC or JWT decode, client address through proxies,
 //! telemetry serialisation), against bare serde_json parsing of the same
-//! records in the same run.
+//! records in the same run; and what `serve` pays for a gateway record in
+//! direct mode.
 //!
 //! `cargo bench --bench normalize`
 
@@ -10,6 +11,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tokenwatch::gateway::{slot, FieldMap, Format, Normalizer, Plan, Scalar, TrustedProxies};
+use tokenwatch::telemetry::Event;
 
 fn repo(p: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(p)
@@ -82,6 +84,23 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 for r in &recs {
                     std::hint::black_box(n.normalize(r).unwrap().to_json());
+                }
+            })
+        });
+        // What `serve` pays per gateway record in direct mode: the event
+        // alone, and the same through JSON and back as it was read before.
+        g.bench_function("to_event", |b| {
+            b.iter(|| {
+                for r in &recs {
+                    std::hint::black_box(n.normalize(r).unwrap());
+                }
+            })
+        });
+        g.bench_function("to_event_via_json", |b| {
+            b.iter(|| {
+                for r in &recs {
+                    let json = n.normalize(r).unwrap().to_json();
+                    std::hint::black_box(Event::parse(&json).unwrap().ts_ms);
                 }
             })
         });

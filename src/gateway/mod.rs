@@ -10,7 +10,6 @@
 mod client_ip;
 mod error;
 mod fields;
-mod output;
 mod pluck;
 mod token;
 mod verify;
@@ -20,7 +19,6 @@ use std::sync::Arc;
 pub use client_ip::{client_ip, TrustedProxies};
 pub use error::GatewayError;
 pub use fields::{slot, FieldMap, Format};
-pub use output::Telemetry;
 pub use pluck::{Plan, Scalar};
 pub use token::{bearer, derive_identity, Claims, TokenIdentity};
 pub use verify::{JwksError, JwtVerifier};
@@ -29,7 +27,7 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use crate::telemetry::TokenHasher;
+use crate::telemetry::{check_ts_ms, Event, TokenHasher};
 
 use crate::respond::Sealer;
 
@@ -66,7 +64,10 @@ impl Normalizer {
         self
     }
 
-    pub fn normalize<'a>(&self, record: &'a [u8]) -> Result<Telemetry<'a>, GatewayError> {
+    /// The record as a validated event, borrowing from `record` where it
+    /// can: the scoring path scores it as it is, `normalize` publishes its
+    /// JSON (`Event::to_json`).
+    pub fn normalize<'a>(&self, record: &'a [u8]) -> Result<Event<'a>, GatewayError> {
         let mut slots: [Option<Scalar<'a>>; slot::COUNT] = Default::default();
         self.plan
             .pluck(record, &mut slots)
@@ -85,6 +86,7 @@ impl Normalizer {
         let get = |i: usize| slots[i].as_ref();
         let text = |i: usize| get(i).and_then(Scalar::text);
         let ts = fields::timestamp_ms(get(slot::TS).ok_or(GatewayError::Missing("ts"))?)?;
+        check_ts_ms(ts).map_err(|_| GatewayError::Timestamp(ts.to_string()))?;
         let remote = text(slot::REMOTE_ADDR).ok_or(GatewayError::Missing("client address"))?;
         let ip = client_ip(
             &remote,
@@ -127,21 +129,22 @@ impl Normalizer {
             .and_then(Scalar::number)
             .map(|x| x * self.map.latency_to_ms);
         let mut take = |i: usize| slots[i].take().and_then(Scalar::into_text);
-        Ok(Telemetry {
-            ts,
-            token_id: id.token_id,
+        Ok(Event {
+            ts_ms: ts,
+            token_id: Cow::Owned(id.token_id),
             sub: id.claims.sub.map_or(Cow::Borrowed(""), Cow::Owned),
             ip,
             user_agent: take(slot::USER_AGENT).unwrap_or_default(),
             method: take(slot::METHOD).ok_or(GatewayError::Missing("method"))?,
             path: take(slot::PATH).ok_or(GatewayError::Missing("path"))?,
             status,
-            client_id: id.claims.client_id,
-            token_iat: id.claims.iat,
+            tenant: None,
+            client_id: id.claims.client_id.map(Cow::Owned),
             token_exp: id.claims.exp,
+            token_iat: id.claims.iat,
             bytes,
-            latency_ms,
-            token_handle: id.handle,
+            latency_ms: latency_ms.filter(|l| l.is_finite()),
+            token_handle: id.handle.map(Cow::Owned),
         })
     }
 

@@ -68,7 +68,7 @@ impl Handler for NormalizeHandler {
                     self.telemetry_topic.clone(),
                     self.metrics.clone(),
                 );
-                let key = t.token_id;
+                let key = t.token_id.into_owned();
                 Ok(Handled::InFlight(tokio::spawn(async move {
                     let again = || {
                         producer

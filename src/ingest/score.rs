@@ -125,21 +125,22 @@ impl Handler for ScoringHandler {
         }
         let start = Instant::now();
         let payload = msg.payload().unwrap_or_default();
-        // Gateway logs become telemetry first; the native topic (the hot
-        // path) pays one emptiness check for this.
-        let normalized;
+        // Gateway logs are read into events by their adapter; the native
+        // topic (the hot path) pays one emptiness check for this.
         let gateway = if self.gateways.is_empty() {
             None
         } else {
             self.gateways.get(msg.topic())
         };
-        let record = match gateway {
-            None => payload,
-            Some(n) => match n.normalize(payload) {
-                Ok(t) => {
-                    normalized = t.to_json();
-                    &normalized[..]
+        let event = match gateway {
+            None => match Event::parse(payload) {
+                Ok(e) => e,
+                Err(e) => {
+                    return self.reject(msg, None, e.reason(), &e.to_string()).await;
                 }
+            },
+            Some(n) => match n.normalize(payload) {
+                Ok(e) => e,
                 Err(e) => {
                     let safe = n.redact(payload);
                     return self
@@ -147,15 +148,6 @@ impl Handler for ScoringHandler {
                         .await;
                 }
             },
-        };
-        let event = match Event::parse(record) {
-            Ok(e) => e,
-            Err(e) => {
-                let safe = gateway.map(|n| n.redact(payload));
-                return self
-                    .reject(msg, safe.as_deref(), e.reason(), &e.to_string())
-                    .await;
-            }
         };
         let scored = respond::score(&self.detector, &event, false);
         let verdict = scored.verdict;

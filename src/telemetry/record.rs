@@ -28,6 +28,16 @@ pub fn check_token_id(token_id: &str) -> Result<(), TelemetryError> {
     Ok(())
 }
 
+/// An event time before 2001 or after 2100 is a unit mistake (seconds for
+/// milliseconds, say).
+pub fn check_ts_ms(ts_ms: i64) -> Result<(), TelemetryError> {
+    if (978_307_200_000..=4_102_444_800_000).contains(&ts_ms) {
+        Ok(())
+    } else {
+        Err(TelemetryError::Timestamp(ts_ms.to_string()))
+    }
+}
+
 /// Longest accepted `token_id`: a jti or a keyed hash is far shorter; anything
 /// longer is most likely a raw token pasted in the wrong field.
 pub const MAX_TOKEN_ID_LEN: usize = 128;
@@ -172,10 +182,7 @@ impl<'a> Wire<'a> {
             WireTs::Float(ms) => return Err(TelemetryError::Timestamp(ms.to_string())),
             WireTs::Text(text) => parse_rfc3339_ms(&text)?,
         };
-        // Before 2001 or after 2100 is a unit mistake (seconds for ms, say).
-        if !(978_307_200_000..=4_102_444_800_000).contains(&ts_ms) {
-            return Err(TelemetryError::Timestamp(ts_ms.to_string()));
-        }
+        check_ts_ms(ts_ms)?;
         let token_id = cow(self.token_id).ok_or(TelemetryError::Missing("token_id"))?;
         check_token_id(&token_id)?;
         let sub = cow(self.sub).ok_or(TelemetryError::Missing("sub"))?;

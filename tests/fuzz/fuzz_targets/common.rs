@@ -1,6 +1,5 @@
 // Shared by the gateway targets: any bytes, never a panic; what an adapter
-// accepts is valid telemetry (or out of the accepted time range), and its
-// dead-letter copy is always produced.
+// accepts is valid telemetry, and its dead-letter copy is always produced.
 use std::sync::{Arc, OnceLock};
 
 use tokenwatch::gateway::{FieldMap, Format, Normalizer, TrustedProxies};
@@ -16,7 +15,7 @@ pub fn check(format: Format, cell: &'static OnceLock<Normalizer>, data: &[u8]) {
     });
     if let Ok(t) = n.normalize(data) {
         if let Err(e) = tokenwatch::telemetry::Event::parse(&t.to_json()) {
-            assert_eq!(e.reason(), "timestamp", "{e}");
+            panic!("normalized telemetry does not read back: {e}");
         }
     }
     let _ = n.redact(data);

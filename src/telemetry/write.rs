@@ -1,48 +1,31 @@
-//! The normalized record and the bytes `normalize` publishes. Written by
-//! hand rather than through `Serialize`: most fields are ASCII with nothing
-//! to escape and are copied whole, where serde_json's escaping loop took
-//! 9 % of a record's normalization (perf, benches/normalize.rs).
+//! An event as the telemetry topic carries it: what `normalize` publishes,
+//! and what `Event::parse` reads back. Written by hand rather than through
+//! `Serialize`: most fields are ASCII with nothing to escape and are copied
+//! whole, where serde_json's escaping loop took 9 % of a record's
+//! normalization (perf, benches/normalize.rs).
 
-use std::borrow::Cow;
 use std::io::Write;
 use std::net::IpAddr;
 
-/// A normalized telemetry record, in the schema of docs/telemetry.md. Text
-/// fields borrow from the gateway record where they can, so a record costs
-/// few allocations on the way through.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Telemetry<'a> {
-    pub ts: i64,
-    pub token_id: String,
-    pub sub: Cow<'a, str>,
-    pub ip: IpAddr,
-    pub user_agent: Cow<'a, str>,
-    pub method: Cow<'a, str>,
-    pub path: Cow<'a, str>,
-    pub status: u16,
-    pub client_id: Option<String>,
-    pub token_iat: Option<i64>,
-    pub token_exp: Option<i64>,
-    pub bytes: Option<u64>,
-    pub latency_ms: Option<f64>,
-    pub token_handle: Option<String>,
-}
+use super::Event;
 
-impl Telemetry<'_> {
+impl Event<'_> {
     /// The record as the telemetry topic carries it: one JSON object, the
     /// optional fields left out when absent.
     pub fn to_json(&self) -> Vec<u8> {
+        let optional = |s: &Option<std::borrow::Cow<'_, str>>| s.as_ref().map_or(0, |s| s.len());
         let text = self.token_id.len()
             + self.sub.len()
             + self.user_agent.len()
             + self.method.len()
             + self.path.len()
-            + self.client_id.as_ref().map_or(0, String::len)
-            + self.token_handle.as_ref().map_or(0, String::len);
+            + optional(&self.tenant)
+            + optional(&self.client_id)
+            + optional(&self.token_handle);
         let mut out = Vec::with_capacity(text + 256);
         let w = &mut out;
         w.extend_from_slice(b"{\"ts\":");
-        int(w, self.ts);
+        int(w, self.ts_ms);
         string(w, b",\"token_id\":", &self.token_id);
         string(w, b",\"sub\":", &self.sub);
         w.extend_from_slice(b",\"ip\":\"");
@@ -53,6 +36,9 @@ impl Telemetry<'_> {
         string(w, b",\"path\":", &self.path);
         w.extend_from_slice(b",\"status\":");
         int(w, self.status);
+        if let Some(t) = &self.tenant {
+            string(w, b",\"tenant\":", t);
+        }
         if let Some(c) = &self.client_id {
             string(w, b",\"client_id\":", c);
         }
@@ -118,49 +104,47 @@ fn ip(w: &mut Vec<u8>, ip: IpAddr) {
 
 #[cfg(test)]
 mod tests {
+    use std::borrow::Cow;
+
     use proptest::prelude::*;
-    use serde_json::{json, Value};
 
     use super::*;
 
-    fn record<'a>(sub: &'a str, ua: &'a str, ip: IpAddr, latency: Option<f64>) -> Telemetry<'a> {
-        Telemetry {
-            ts: -1_795_428_000_123,
-            token_id: "h1:00ff".into(),
+    fn event<'a>(sub: &'a str, ua: &'a str, ip: IpAddr, latency: Option<f64>) -> Event<'a> {
+        Event {
+            ts_ms: 1_795_428_000_123,
+            token_id: Cow::Borrowed("h1:00ff"),
             sub: Cow::Borrowed(sub),
             ip,
             user_agent: Cow::Borrowed(ua),
             method: Cow::Borrowed("GET"),
             path: Cow::Borrowed("/v1/x?a=\"b\""),
             status: 200,
+            tenant: Some(Cow::Borrowed("acme")),
             client_id: None,
-            token_iat: Some(1),
             token_exp: None,
+            token_iat: Some(1),
             bytes: Some(u64::MAX),
             latency_ms: latency,
-            token_handle: Some("v1.abc".into()),
+            token_handle: Some(Cow::Borrowed("v1.abc")),
         }
     }
 
     #[test]
-    fn writes_the_schema_and_leaves_out_what_is_absent() {
-        let t = record("alice", "curl/8", "81.2.69.142".parse().unwrap(), Some(1.5));
-        let v: Value = serde_json::from_slice(&t.to_json()).unwrap();
-        assert_eq!(
-            v,
-            json!({"ts": -1_795_428_000_123i64, "token_id": "h1:00ff", "sub": "alice",
-                   "ip": "81.2.69.142", "user_agent": "curl/8", "method": "GET",
-                   "path": "/v1/x?a=\"b\"", "status": 200, "token_iat": 1,
-                   "bytes": u64::MAX, "latency_ms": 1.5, "token_handle": "v1.abc"})
-        );
-        let nan = record("", "", "::1".parse().unwrap(), Some(f64::NAN));
-        let v: Value = serde_json::from_slice(&nan.to_json()).unwrap();
-        assert!(v.get("latency_ms").is_none());
-        assert_eq!(v["ip"], "::1");
+    fn reads_back_as_the_same_event() {
+        let e = event("alice", "curl/8", "81.2.69.142".parse().unwrap(), Some(1.5));
+        let json = e.to_json();
+        assert_eq!(Event::parse(&json).unwrap(), e);
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert!(v.get("client_id").is_none() && v.get("token_exp").is_none());
+        // JSON has no NaN: such a latency is left out.
+        let nan = event("", "", "::1".parse().unwrap(), Some(f64::NAN));
+        let back = nan.to_json();
+        assert_eq!(Event::parse(&back).unwrap().latency_ms, None);
     }
 
     proptest! {
-        /// Any text and any address round-trip through the JSON written.
+        /// Any text and any address read back as written.
         #[test]
         fn any_text_and_address_round_trip(
             sub in "\\PC*", ua in any::<String>(), v6 in any::<bool>(),
@@ -171,14 +155,15 @@ mod tests {
             } else {
                 IpAddr::V4((a as u32).into())
             };
-            let t = record(&sub, &ua, ip, Some(latency));
-            let v: Value = serde_json::from_slice(&t.to_json()).unwrap();
-            prop_assert_eq!(v["sub"].as_str(), Some(sub.as_str()));
-            prop_assert_eq!(v["user_agent"].as_str(), Some(ua.as_str()));
-            prop_assert_eq!(v["ip"].as_str().unwrap().parse::<IpAddr>().unwrap(), ip);
+            let e = event(&sub, &ua, ip, Some(latency));
+            let json = e.to_json();
+            let back = Event::parse(&json).unwrap();
+            prop_assert_eq!(&back.sub, &e.sub);
+            prop_assert_eq!(&back.user_agent, &e.user_agent);
+            prop_assert_eq!(back.ip, ip);
             if latency.is_finite() {
                 // serde_json's reader may miss the last bit (no float_roundtrip).
-                let got = v["latency_ms"].as_f64().unwrap();
+                let got = back.latency_ms.unwrap();
                 prop_assert!((got - latency).abs() <= latency.abs() * 1e-15, "{got} {latency}");
             }
         }
