@@ -22,7 +22,8 @@ use crate::metrics::Metrics;
 pub struct NormalizeHandler {
     gateways: HashMap<String, Normalizer>,
     producer: FutureProducer,
-    telemetry_topic: String,
+    // Shared with every record's delivery task: a count, not a copy.
+    telemetry_topic: Arc<str>,
     deadletter_topic: String,
     metrics: Arc<Metrics>,
 }
@@ -38,7 +39,7 @@ impl NormalizeHandler {
         NormalizeHandler {
             gateways,
             producer,
-            telemetry_topic,
+            telemetry_topic: telemetry_topic.into(),
             deadletter_topic,
             metrics,
         }
@@ -73,7 +74,7 @@ impl Handler for NormalizeHandler {
                     let again = || {
                         producer
                             .send(
-                                FutureRecord::to(&topic).key(key.as_bytes()).payload(&json),
+                                FutureRecord::to(&*topic).key(key.as_bytes()).payload(&json),
                                 Duration::from_secs(30),
                             )
                             .map(|r| r.map(|_| ()).map_err(|(e, _)| e))
