@@ -74,7 +74,7 @@ impl Handler for NormalizeHandler {
                     let again = || {
                         producer
                             .send(
-                                FutureRecord::to(&*topic).key(key.as_bytes()).payload(&json),
+                                FutureRecord::to(&topic).key(key.as_bytes()).payload(&json),
                                 Duration::from_secs(30),
                             )
                             .map(|r| r.map(|_| ()).map_err(|(e, _)| e))
