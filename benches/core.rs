@@ -106,6 +106,20 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
+    // What issue 4's goal names: parse, geo and features, without the model.
+    g.bench_function("parse_geo_features", |b| {
+        b.iter_batched(
+            || Detector::new(geo.clone(), model.clone(), DetectorParams::default()),
+            |mut d| {
+                for r in &records {
+                    let e = Event::parse(r).unwrap();
+                    std::hint::black_box(d.extract(&e));
+                }
+                d
+            },
+            BatchSize::LargeInput,
+        )
+    });
     g.bench_function("parse_geo_features_score", |b| {
         b.iter_batched(
             || Detector::new(geo.clone(), model.clone(), DetectorParams::default()),

@@ -103,12 +103,15 @@ impl Normalizer {
             }
             _ => None,
         };
+        // Borrowed from the record: a claim the token also carries wins,
+        // and a copy made here would be thrown away.
+        let field = |i: usize| get(i).and_then(Scalar::to_text);
         let mapped = Claims {
-            jti: text(slot::TOKEN_ID).map(Cow::into_owned),
-            sub: text(slot::SUB).map(Cow::into_owned),
+            jti: field(slot::TOKEN_ID),
+            sub: field(slot::SUB),
             iat: get(slot::TOKEN_IAT).and_then(Scalar::integer),
             exp: get(slot::TOKEN_EXP).and_then(Scalar::integer),
-            client_id: text(slot::CLIENT_ID).map(Cow::into_owned),
+            client_id: field(slot::CLIENT_ID),
         };
         let id = derive_identity(
             text(slot::AUTHORIZATION).as_deref(),
@@ -132,14 +135,14 @@ impl Normalizer {
         Ok(Event {
             ts_ms: ts,
             token_id: Cow::Owned(id.token_id),
-            sub: id.claims.sub.map_or(Cow::Borrowed(""), Cow::Owned),
+            sub: id.claims.sub.unwrap_or_default(),
             ip,
             user_agent: take(slot::USER_AGENT).unwrap_or_default(),
             method: take(slot::METHOD).ok_or(GatewayError::Missing("method"))?,
             path: take(slot::PATH).ok_or(GatewayError::Missing("path"))?,
             status,
             tenant: None,
-            client_id: id.claims.client_id.map(Cow::Owned),
+            client_id: id.claims.client_id,
             token_exp: id.claims.exp,
             token_iat: id.claims.iat,
             bytes,

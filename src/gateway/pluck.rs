@@ -33,6 +33,15 @@ impl<'a> Scalar<'a> {
         }
     }
 
+    /// Text of a string or a number, as long-lived as the record when it
+    /// is borrowed from it.
+    pub fn to_text(&self) -> Option<Cow<'a, str>> {
+        match self {
+            Scalar::Str(Cow::Borrowed(s)) => Some(Cow::Borrowed(s)),
+            s => s.text().map(|t| Cow::Owned(t.into_owned())),
+        }
+    }
+
     /// Text of a string or a number, keeping a borrowed string borrowed.
     pub fn into_text(self) -> Option<Cow<'a, str>> {
         match self {

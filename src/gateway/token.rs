@@ -9,30 +9,34 @@
 //! counted as the victim's traffic anyway, prefer a verified payload
 //! (`jwt_payload`, e.g. Envoy's jwt_authn metadata) where the gateway has one.
 
-use base64::Engine;
+use std::borrow::Cow;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::{DecodeSliceError, Engine};
 use serde_json::Value;
 
 use super::{GatewayError, JwtVerifier};
 use crate::respond::Sealer;
 use crate::telemetry::TokenHasher;
 
-/// The claims tokenwatch uses.
+/// The claims tokenwatch uses. Claims a gateway logs as fields of their own
+/// borrow from its record; claims decoded from a token are owned.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Claims {
-    pub jti: Option<String>,
-    pub sub: Option<String>,
+pub struct Claims<'a> {
+    pub jti: Option<Cow<'a, str>>,
+    pub sub: Option<Cow<'a, str>>,
     pub iat: Option<i64>,
     pub exp: Option<i64>,
-    pub client_id: Option<String>,
+    pub client_id: Option<Cow<'a, str>>,
 }
 
-impl Claims {
-    fn from_json(v: &Value) -> Claims {
+impl Claims<'_> {
+    fn from_json(v: &Value) -> Claims<'static> {
         let s = |k: &str| {
             v.get(k)
                 .and_then(Value::as_str)
                 .filter(|s| !s.is_empty())
-                .map(str::to_owned)
+                .map(|s| Cow::Owned(s.to_owned()))
         };
         let n = |k: &str| v.get(k).and_then(Value::as_i64);
         Claims {
@@ -46,7 +50,7 @@ impl Claims {
 
     /// The claims of a JSON payload, plucked without building a tree
     /// (the same reading as `from_json`); `None` unless it is an object.
-    fn from_payload(bytes: &[u8]) -> Option<Claims> {
+    fn from_payload(bytes: &[u8]) -> Option<Claims<'static>> {
         use super::pluck::{Plan, Scalar};
         static PLAN: std::sync::OnceLock<Plan> = std::sync::OnceLock::new();
         let plan = PLAN.get_or_init(|| {
@@ -63,7 +67,7 @@ impl Claims {
         let mut slots: [Option<Scalar<'_>>; 7] = Default::default();
         plan.pluck(bytes, &mut slots).ok()?;
         let s = |i: usize| match &slots[i] {
-            Some(Scalar::Str(v)) if !v.is_empty() => Some(v.to_string()),
+            Some(Scalar::Str(v)) if !v.is_empty() => Some(Cow::Owned(v.to_string())),
             _ => None,
         };
         let n = |i: usize| match &slots[i] {
@@ -78,9 +82,11 @@ impl Claims {
             client_id: s(4).or_else(|| s(5)).or_else(|| s(6)),
         })
     }
+}
 
+impl<'a> Claims<'a> {
     /// Fills what `self` lacks from `other`.
-    fn or(self, other: Claims) -> Claims {
+    fn or(self, other: Claims<'a>) -> Claims<'a> {
         Claims {
             jti: self.jti.or(other.jti),
             sub: self.sub.or(other.sub),
@@ -92,9 +98,10 @@ impl Claims {
 }
 
 #[derive(Debug, PartialEq)]
-pub struct TokenIdentity {
+pub struct TokenIdentity<'a> {
     pub token_id: String,
-    pub claims: Claims,
+    /// The claims; their `jti`, when there is one, has moved to `token_id`.
+    pub claims: Claims<'a>,
     /// The raw token sealed for the revoker, when a seal key is configured
     /// and the record carried the token.
     pub handle: Option<String>,
@@ -113,7 +120,7 @@ pub fn bearer(header: &str) -> Option<&str> {
 
 /// The payload claims of a compact JWS, if `token` is one. With a verifier,
 /// only a token whose signature verifies has claims.
-fn jwt_claims(token: &str, verifier: Option<&JwtVerifier>) -> Option<Claims> {
+fn jwt_claims(token: &str, verifier: Option<&JwtVerifier>) -> Option<Claims<'static>> {
     if let Some(v) = verifier {
         return v
             .verify(token)
@@ -125,22 +132,29 @@ fn jwt_claims(token: &str, verifier: Option<&JwtVerifier>) -> Option<Claims> {
     if parts.next().is_some() {
         return None;
     }
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
-    Claims::from_payload(&bytes)
+    let payload = payload.trim_end_matches('=');
+    // Decoded on the stack: a payload is a few hundred bytes, and this runs
+    // for every record that carries a JWT.
+    let mut buf = [0u8; 1024];
+    match URL_SAFE_NO_PAD.decode_slice(payload, &mut buf) {
+        Ok(n) => Claims::from_payload(&buf[..n]),
+        Err(DecodeSliceError::OutputSliceTooSmall) => {
+            Claims::from_payload(&URL_SAFE_NO_PAD.decode(payload).ok()?)
+        }
+        Err(DecodeSliceError::DecodeError(_)) => None,
+    }
 }
 
 /// Derives the token's id and claims from whatever the record carries: the
 /// bearer credential, a decoded payload, or claims logged as fields.
-pub fn derive_identity(
+pub fn derive_identity<'a>(
     authorization: Option<&str>,
     jwt_payload: Option<&Value>,
-    mapped: Claims,
+    mapped: Claims<'a>,
     hasher: &TokenHasher,
     sealer: Option<&Sealer>,
     verifier: Option<&JwtVerifier>,
-) -> Result<TokenIdentity, GatewayError> {
+) -> Result<TokenIdentity<'a>, GatewayError> {
     let payload = jwt_payload.map(|v| match v {
         // Some gateways log the payload as a JSON string.
         Value::String(s) => serde_json::from_str::<Value>(s)
@@ -155,9 +169,9 @@ pub fn derive_identity(
     let from_token = raw
         .and_then(|t| jwt_claims(t, verifier))
         .unwrap_or_default();
-    let claims = payload.unwrap_or_default().or(from_token).or(mapped);
-    let token_id = match (&claims.jti, raw) {
-        (Some(jti), _) => jti.clone(),
+    let mut claims = payload.unwrap_or_default().or(from_token).or(mapped);
+    let token_id = match (claims.jti.take(), raw) {
+        (Some(jti), _) => jti.into_owned(),
         (None, Some(raw)) => hasher.id(raw),
         (None, None) => return Err(GatewayError::NoToken),
     };

@@ -54,11 +54,16 @@ impl Event<'_> {
             w.extend_from_slice(b",\"bytes\":");
             int(w, b);
         }
-        // JSON has no NaN or infinity; such a latency is left out, as
-        // serde_json would have written null.
+        // JSON has no NaN or infinity: such a latency is left out, and reads
+        // back as none. Gateways mostly log whole milliseconds, which
+        // `itoa` writes in a fraction of a float's time.
         if let Some(l) = self.latency_ms.filter(|l| l.is_finite()) {
             w.extend_from_slice(b",\"latency_ms\":");
-            serde_json::to_writer(&mut *w, &l).expect("a number serialises");
+            if l.fract() == 0.0 && l.abs() < 1e15 {
+                int(w, l as i64);
+            } else {
+                serde_json::to_writer(&mut *w, &l).expect("a number serialises");
+            }
         }
         if let Some(h) = &self.token_handle {
             string(w, b",\"token_handle\":", h);
@@ -141,6 +146,19 @@ mod tests {
         let nan = event("", "", "::1".parse().unwrap(), Some(f64::NAN));
         let back = nan.to_json();
         assert_eq!(Event::parse(&back).unwrap().latency_ms, None);
+        // Whole milliseconds are written as integers and read back the same.
+        for l in [18.0, 0.0, -3.0, 9.5e14] {
+            let e = event("", "", "::1".parse().unwrap(), Some(l));
+            let json = e.to_json();
+            let text = String::from_utf8(json.clone()).unwrap();
+            assert!(
+                text.contains(&format!("\"latency_ms\":{}", l as i64)),
+                "{text}"
+            );
+            assert_eq!(Event::parse(&json).unwrap(), e);
+        }
+        let e = event("", "", "::1".parse().unwrap(), Some(2.5e15));
+        assert_eq!(Event::parse(&e.to_json()).unwrap(), e);
     }
 
     proptest! {
