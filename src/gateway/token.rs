@@ -232,6 +232,18 @@ mod tests {
         assert_eq!((id.claims.iat, id.claims.exp), (Some(100), Some(200)));
         assert_eq!(id.claims.client_id.as_deref(), Some("web"));
         assert!(id.handle.is_none());
+        // A payload too long for the stack buffer is decoded on the heap.
+        let big = jwt(&format!(r#"{{"pad":"{}","jti":"j-2"}}"#, "x".repeat(2000)));
+        let id = derive_identity(
+            Some(&format!("Bearer {big}")),
+            None,
+            Claims::default(),
+            &TokenHasher::new(b"k"),
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(id.token_id, "j-2");
     }
 
     #[test]
