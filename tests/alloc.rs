@@ -3,15 +3,12 @@
 //! (geo, features, score, verdict) run without touching the heap. Counted by a global allocator that tallies
 //! the calls made on this thread.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::path::PathBuf;
-use std::sync::Arc;
 
-use arc_swap::ArcSwap;
-use tokenwatch::detect::{Action, Detector, DetectorParams};
-use tokenwatch::geo::GeoHandle;
-use tokenwatch::model::{Model, ModelArtifact};
+use tokenwatch::detect::Action;
 use tokenwatch::sim::{self, SimParams, World};
 use tokenwatch::telemetry::Event;
 
@@ -44,21 +41,9 @@ fn allocs() -> u64 {
     ALLOCS.with(Cell::get)
 }
 
-fn repo(p: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(p)
-}
-
 #[test]
 fn observing_known_tokens_allocates_nothing() {
-    let geo = GeoHandle::open(
-        vec![repo("data/geo/demo-city.mmdb")],
-        Some(repo("data/geo/demo-asn.mmdb")),
-    )
-    .unwrap();
-    let model = Arc::new(ArcSwap::from_pointee(Model::new(
-        ModelArtifact::load(&repo("models/default.json")).unwrap(),
-    )));
-    let world = World::from_geo(&geo.load().db);
+    let world = World::from_geo(&common::geo().load().db);
     let events = sim::generate(
         &world,
         &SimParams {
@@ -82,7 +67,7 @@ fn observing_known_tokens_allocates_nothing() {
             serde_json::to_vec(&v).unwrap()
         })
         .collect();
-    let mut d = Detector::new(geo, model, DetectorParams::default());
+    let mut d = common::detector();
     for r in &records {
         d.observe(&Event::parse(r).unwrap());
     }
