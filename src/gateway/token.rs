@@ -215,18 +215,23 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_jwt_is_known_by_its_jti_and_its_claims_are_kept() {
-        let t = jwt(r#"{"jti":"j-1","sub":"alice","iat":100,"exp":200,"azp":"web"}"#);
-        let id = derive_identity(
-            Some(&format!("Bearer {t}")),
+    /// The identity of a record carrying only `Authorization: Bearer <token>`.
+    fn of_bearer(token: &str) -> TokenIdentity<'static> {
+        derive_identity(
+            Some(&format!("Bearer {token}")),
             None,
             Claims::default(),
             &TokenHasher::new(b"k"),
             None,
             None,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn a_jwt_is_known_by_its_jti_and_its_claims_are_kept() {
+        let t = jwt(r#"{"jti":"j-1","sub":"alice","iat":100,"exp":200,"azp":"web"}"#);
+        let id = of_bearer(&t);
         assert_eq!(id.token_id, "j-1");
         assert_eq!(id.claims.sub.as_deref(), Some("alice"));
         assert_eq!((id.claims.iat, id.claims.exp), (Some(100), Some(200)));
@@ -234,15 +239,7 @@ mod tests {
         assert!(id.handle.is_none());
         // A payload too long for the stack buffer is decoded on the heap.
         let big = jwt(&format!(r#"{{"pad":"{}","jti":"j-2"}}"#, "x".repeat(2000)));
-        let id = derive_identity(
-            Some(&format!("Bearer {big}")),
-            None,
-            Claims::default(),
-            &TokenHasher::new(b"k"),
-            None,
-            None,
-        )
-        .unwrap();
+        let id = of_bearer(&big);
         assert_eq!(id.token_id, "j-2");
     }
 
@@ -268,15 +265,7 @@ mod tests {
         );
         // A JWT without a jti is hashed too.
         let t = jwt(r#"{"sub":"bob"}"#);
-        let id = derive_identity(
-            Some(&format!("Bearer {t}")),
-            None,
-            Claims::default(),
-            &TokenHasher::new(b"k"),
-            None,
-            None,
-        )
-        .unwrap();
+        let id = of_bearer(&t);
         assert!(id.token_id.starts_with("h1:"));
         assert_eq!(id.claims.sub.as_deref(), Some("bob"));
     }
