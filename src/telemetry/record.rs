@@ -106,10 +106,12 @@ impl<'de: 'a, 'a> Deserialize<'de> for WireTs<'a> {
     }
 }
 
-/// A string field that borrows from the buffer when it can. serde's own
-/// `Cow<str>` inside an `Option` always copies, one allocation per field per
-/// record.
-struct Str<'a>(Cow<'a, str>);
+/// A string field that borrows from the buffer when it can; JSON null reads
+/// as absent. serde's own `Cow<str>` inside an `Option` always copies, one
+/// allocation per field per record, and an `Option` around this would read
+/// every value's first byte twice.
+#[derive(Default)]
+struct Str<'a>(Option<Cow<'a, str>>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -120,13 +122,16 @@ impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
                 f.write_str("a string")
             }
             fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Str(Cow::Borrowed(v)))
+                Ok(Str(Some(Cow::Borrowed(v))))
             }
             fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Str(Cow::Owned(v.to_owned())))
+                Ok(Str(Some(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Str(None))
             }
         }
-        d.deserialize_str(V)
+        d.deserialize_any(V)
     }
 }
 
@@ -137,73 +142,86 @@ impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
 struct Wire<'a> {
     #[serde(borrow)]
     ts: Option<WireTs<'a>>,
-    #[serde(borrow)]
-    token_id: Option<Str<'a>>,
-    #[serde(borrow)]
-    sub: Option<Str<'a>>,
-    #[serde(borrow)]
-    ip: Option<Str<'a>>,
     #[serde(borrow, default)]
-    user_agent: Option<Str<'a>>,
+    token_id: Str<'a>,
     #[serde(borrow, default)]
-    method: Option<Str<'a>>,
+    sub: Str<'a>,
     #[serde(borrow, default)]
-    path: Option<Str<'a>>,
+    ip: Str<'a>,
+    #[serde(borrow, default)]
+    user_agent: Str<'a>,
+    #[serde(borrow, default)]
+    method: Str<'a>,
+    #[serde(borrow, default)]
+    path: Str<'a>,
     status: Option<u16>,
     #[serde(borrow, default)]
-    tenant: Option<Str<'a>>,
+    tenant: Str<'a>,
     #[serde(borrow, default)]
-    client_id: Option<Str<'a>>,
+    client_id: Str<'a>,
     token_exp: Option<i64>,
     token_iat: Option<i64>,
     bytes: Option<u64>,
     latency_ms: Option<f64>,
     #[serde(borrow, default)]
-    token_handle: Option<Str<'a>>,
+    token_handle: Str<'a>,
 }
 
-fn cow(s: Option<Str<'_>>) -> Option<Cow<'_, str>> {
-    s.map(|s| s.0)
+/// The value, or the error that names the missing field. Not `ok_or(..)`:
+/// that builds the error and drops it again on every record.
+fn required<T>(v: Option<T>, field: &'static str) -> Result<T, TelemetryError> {
+    match v {
+        Some(v) => Ok(v),
+        None => Err(TelemetryError::Missing(field)),
+    }
 }
 
 impl<'a> Event<'a> {
     /// Parses and validates one JSON record.
     pub fn parse(buf: &'a [u8]) -> Result<Event<'a>, TelemetryError> {
-        let wire: Wire<'a> = serde_json::from_slice(buf).map_err(TelemetryError::from_json)?;
+        // UTF-8 checked once over the whole record, then read as `str`: per
+        // string, short fields fall off std's word-at-a-time ASCII path, and
+        // that check was the largest single cost of a record (benches/core.rs).
+        let text = std::str::from_utf8(buf).map_err(|e| {
+            TelemetryError::from_json(serde::de::Error::custom(format_args!(
+                "record is not UTF-8: {e}"
+            )))
+        })?;
+        let wire: Wire<'a> = serde_json::from_str(text).map_err(TelemetryError::from_json)?;
         wire.validate()
     }
 }
 
 impl<'a> Wire<'a> {
     fn validate(self) -> Result<Event<'a>, TelemetryError> {
-        let ts_ms = match self.ts.ok_or(TelemetryError::Missing("ts"))? {
+        let ts_ms = match required(self.ts, "ts")? {
             WireTs::Millis(ms) => ms,
             WireTs::Float(ms) if ms.is_finite() => ms as i64,
             WireTs::Float(ms) => return Err(TelemetryError::Timestamp(ms.to_string())),
             WireTs::Text(text) => parse_rfc3339_ms(&text)?,
         };
         check_ts_ms(ts_ms)?;
-        let token_id = cow(self.token_id).ok_or(TelemetryError::Missing("token_id"))?;
+        let token_id = required(self.token_id.0, "token_id")?;
         check_token_id(&token_id)?;
-        let sub = cow(self.sub).ok_or(TelemetryError::Missing("sub"))?;
-        let ip_text = cow(self.ip).ok_or(TelemetryError::Missing("ip"))?;
+        let sub = required(self.sub.0, "sub")?;
+        let ip_text = required(self.ip.0, "ip")?;
         let ip = parse_ip(&ip_text)?;
         Ok(Event {
             ts_ms,
             token_id,
             sub,
             ip,
-            user_agent: cow(self.user_agent).unwrap_or(Cow::Borrowed("")),
-            method: cow(self.method).ok_or(TelemetryError::Missing("method"))?,
-            path: cow(self.path).ok_or(TelemetryError::Missing("path"))?,
-            status: self.status.ok_or(TelemetryError::Missing("status"))?,
-            tenant: cow(self.tenant),
-            client_id: cow(self.client_id),
+            user_agent: self.user_agent.0.unwrap_or(Cow::Borrowed("")),
+            method: required(self.method.0, "method")?,
+            path: required(self.path.0, "path")?,
+            status: required(self.status, "status")?,
+            tenant: self.tenant.0,
+            client_id: self.client_id.0,
             token_exp: self.token_exp,
             token_iat: self.token_iat,
             bytes: self.bytes,
             latency_ms: self.latency_ms.filter(|v| v.is_finite()),
-            token_handle: cow(self.token_handle).filter(|h| !h.is_empty()),
+            token_handle: self.token_handle.0.filter(|h| !h.is_empty()),
         })
     }
 }
@@ -433,6 +451,40 @@ mod tests {
             Event::parse(b"{not json"),
             Err(TelemetryError::Json(_))
         ));
+    }
+
+    #[test]
+    fn null_strings_are_absent_and_bad_bytes_are_json_errors() {
+        let null_sub = GOOD.replace(r#""alice""#, "null");
+        assert_eq!(
+            Event::parse(null_sub.as_bytes()).unwrap_err(),
+            TelemetryError::Missing("sub")
+        );
+        let null_ua = GOOD.replace(r#""Mozilla/5.0""#, "null");
+        assert_eq!(Event::parse(null_ua.as_bytes()).unwrap().user_agent, "");
+        let number_sub = GOOD.replace(r#""alice""#, "7");
+        assert_eq!(
+            Event::parse(number_sub.as_bytes()).unwrap_err().reason(),
+            "json"
+        );
+        // A raw control character inside a string is not JSON.
+        let nul = GOOD.replace("alice", "al\u{0}ice");
+        assert_eq!(Event::parse(nul.as_bytes()).unwrap_err().reason(), "json");
+        // UTF-8 is checked over the whole record, ignored fields included.
+        for field in ["alice", "ignored"] {
+            let mut latin1 = GOOD.as_bytes().to_vec();
+            latin1[GOOD.find(field).unwrap()] = 0xE9;
+            let err = Event::parse(&latin1).unwrap_err();
+            assert!(err.to_string().contains("not UTF-8"), "{err}");
+        }
+    }
+
+    #[test]
+    fn escaped_strings_are_unescaped() {
+        let rec = GOOD.replace("Mozilla/5.0", r#"Mo\u007ailla \"x\""#);
+        let e = Event::parse(rec.as_bytes()).unwrap();
+        assert_eq!(e.user_agent, r#"Mozilla "x""#);
+        assert!(matches!(e.user_agent, Cow::Owned(_)));
     }
 
     #[test]

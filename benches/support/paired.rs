@@ -1,0 +1,52 @@
+//! A ratio the shared host's noise cannot move. Criterion times each
+//! function in its own phase of several seconds, and on this VM the speed
+//! of a phase drifts by a quarter: a baseline measured in a fast phase and
+//! a subject in a slow one gave ratios from 1.6 to 2.2 for the same code.
+//! Here the baseline and the subject run in alternation, one whole pass
+//! each, so a slow second slows both; the ratio of each pair is kept and
+//! their spread printed after criterion's own figures.
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use criterion::measurement::WallTime;
+use criterion::BenchmarkGroup;
+
+/// Benchmarks `subject` as `name`, timing `baseline` between its passes.
+/// Each closure times one pass itself (so that set-up stays out) and
+/// returns that time.
+pub fn ratio(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    mut baseline: impl FnMut() -> Duration,
+    mut subject: impl FnMut() -> Duration,
+) {
+    let ratios = RefCell::new(Vec::new());
+    g.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let base = baseline();
+                let took = subject();
+                ratios
+                    .borrow_mut()
+                    .push(took.as_secs_f64() / base.as_secs_f64());
+                total += took;
+            }
+            total
+        })
+    });
+    let mut r = ratios.into_inner();
+    if r.is_empty() {
+        return; // filtered out
+    }
+    r.sort_by(f64::total_cmp);
+    let at = |q: f64| r[((r.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "{name}: paired ratio to the baseline, median {:.3}, middle 80% {:.3}..{:.3}, {} pairs",
+        at(0.5),
+        at(0.1),
+        at(0.9),
+        r.len()
+    );
+}
