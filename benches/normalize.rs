@@ -6,8 +6,12 @@
 //!
 //! `cargo bench --bench normalize`
 
+#[path = "support/paired.rs"]
+mod paired;
+
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tokenwatch::gateway::{slot, FieldMap, Format, Normalizer, Plan, Scalar, TrustedProxies};
@@ -75,7 +79,8 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 for r in &recs {
                     let mut slots: [Option<Scalar<'_>>; slot::COUNT] = Default::default();
-                    plan.pluck(r, &mut slots).unwrap();
+                    plan.pluck(std::str::from_utf8(r).unwrap(), &mut slots)
+                        .unwrap();
                     std::hint::black_box(&slots);
                 }
             })
@@ -87,6 +92,25 @@ fn bench(c: &mut Criterion) {
                 }
             })
         });
+        // The same against the bare scan, paired (see support/paired.rs).
+        paired::ratio(
+            &mut g,
+            "normalize_paired",
+            || {
+                let t = Instant::now();
+                for r in &recs {
+                    let _: serde::de::IgnoredAny = serde_json::from_slice(r).unwrap();
+                }
+                t.elapsed()
+            },
+            || {
+                let t = Instant::now();
+                for r in &recs {
+                    std::hint::black_box(n.normalize(r).unwrap().to_json());
+                }
+                t.elapsed()
+            },
+        );
         // What `serve` pays per gateway record in direct mode: the event
         // alone, and the same through JSON and back as it was read before.
         g.bench_function("to_event", |b| {

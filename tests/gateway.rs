@@ -152,6 +152,33 @@ fn sample_details_are_read_in_each_format_s_units() {
     );
 }
 
+/// NGINX's `escape=json` writes bytes above 0x7F as they come, so a client
+/// can put invalid UTF-8 in its own record with one header byte. The record
+/// is still scored, with U+FFFD for the bad bytes, not dead-lettered.
+#[test]
+fn a_record_made_invalid_utf8_by_the_client_is_still_read() {
+    let good = sample("nginx");
+    let want = normalizer(Format::Nginx, None).normalize(&good).unwrap();
+    let text = String::from_utf8(good.clone()).unwrap();
+    for (field, value) in [("user_agent", "okhttp/4.12.0"), ("host", "api.example.com")] {
+        let at = text.find(&format!("\"{field}\": \"{value}")).unwrap() + field.len() + 5;
+        let mut bad = good.clone();
+        bad.splice(at..at, [0xFF, 0xC3]);
+        assert!(std::str::from_utf8(&bad).is_err());
+        let got = normalizer(Format::Nginx, None)
+            .normalize(&bad)
+            .unwrap_or_else(|e| panic!("{field}: {e}"));
+        assert_eq!(got.token_id, want.token_id, "{field}");
+        assert_eq!(got.ip, want.ip);
+        let ua = if field == "user_agent" {
+            format!("\u{FFFD}\u{FFFD}{value}")
+        } else {
+            want.user_agent.to_string()
+        };
+        assert_eq!(got.user_agent, ua, "{field}");
+    }
+}
+
 #[test]
 fn malformed_samples_get_their_reason() {
     let text = std::fs::read_to_string(repo("data/gateways/malformed.ndjson")).unwrap();

@@ -68,6 +68,20 @@ impl Normalizer {
     /// can: the scoring path scores it as it is, `normalize` publishes its
     /// JSON (`Event::to_json`).
     pub fn normalize<'a>(&self, record: &'a [u8]) -> Result<Event<'a>, GatewayError> {
+        match std::str::from_utf8(record) {
+            Ok(text) => self.normalize_text(text),
+            // NGINX's `escape=json` passes bytes above 0x7F through as they
+            // are, so a client can make its own record invalid UTF-8 with one
+            // header byte. Refused, the record would go unscored: an evasion.
+            // Read with U+FFFD in place of the bad bytes instead.
+            Err(_) => {
+                let text = String::from_utf8_lossy(record).into_owned();
+                self.normalize_text(&text).map(Event::into_owned)
+            }
+        }
+    }
+
+    fn normalize_text<'a>(&self, record: &'a str) -> Result<Event<'a>, GatewayError> {
         let mut slots: [Option<Scalar<'a>>; slot::COUNT] = Default::default();
         self.plan
             .pluck(record, &mut slots)

@@ -65,7 +65,8 @@ impl Claims<'_> {
             ])
         });
         let mut slots: [Option<Scalar<'_>>; 7] = Default::default();
-        plan.pluck(bytes, &mut slots).ok()?;
+        plan.pluck(std::str::from_utf8(bytes).ok()?, &mut slots)
+            .ok()?;
         let s = |i: usize| match &slots[i] {
             Some(Scalar::Str(v)) if !v.is_empty() => Some(Cow::Owned(v.to_string())),
             _ => None,

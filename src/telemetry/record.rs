@@ -182,13 +182,39 @@ impl<'a> Event<'a> {
         // UTF-8 checked once over the whole record, then read as `str`: per
         // string, short fields fall off std's word-at-a-time ASCII path, and
         // that check was the largest single cost of a record (benches/core.rs).
-        let text = std::str::from_utf8(buf).map_err(|e| {
-            TelemetryError::from_json(serde::de::Error::custom(format_args!(
-                "record is not UTF-8: {e}"
-            )))
-        })?;
+        match std::str::from_utf8(buf) {
+            Ok(text) => Event::parse_text(text),
+            // A shipper that copies gateway bytes as they are (NGINX's
+            // `escape=json` does) lets a client make its own record invalid
+            // UTF-8 with one header byte; refused, it would go unscored.
+            // Read with U+FFFD in place of the bad bytes instead.
+            Err(_) => Event::parse_text(&String::from_utf8_lossy(buf)).map(Event::into_owned),
+        }
+    }
+
+    fn parse_text(text: &'a str) -> Result<Event<'a>, TelemetryError> {
         let wire: Wire<'a> = serde_json::from_str(text).map_err(TelemetryError::from_json)?;
         wire.validate()
+    }
+}
+
+impl Event<'_> {
+    /// The event with every string copied out of the record it borrows.
+    pub fn into_owned(self) -> Event<'static> {
+        fn own(s: Cow<'_, str>) -> Cow<'static, str> {
+            Cow::Owned(s.into_owned())
+        }
+        Event {
+            token_id: own(self.token_id),
+            sub: own(self.sub),
+            user_agent: own(self.user_agent),
+            method: own(self.method),
+            path: own(self.path),
+            tenant: self.tenant.map(own),
+            client_id: self.client_id.map(own),
+            token_handle: self.token_handle.map(own),
+            ..self
+        }
     }
 }
 
@@ -454,7 +480,7 @@ mod tests {
     }
 
     #[test]
-    fn null_strings_are_absent_and_bad_bytes_are_json_errors() {
+    fn null_strings_are_absent_and_control_characters_are_json_errors() {
         let null_sub = GOOD.replace(r#""alice""#, "null");
         assert_eq!(
             Event::parse(null_sub.as_bytes()).unwrap_err(),
@@ -470,12 +496,23 @@ mod tests {
         // A raw control character inside a string is not JSON.
         let nul = GOOD.replace("alice", "al\u{0}ice");
         assert_eq!(Event::parse(nul.as_bytes()).unwrap_err().reason(), "json");
-        // UTF-8 is checked over the whole record, ignored fields included.
-        for field in ["alice", "ignored"] {
+    }
+
+    /// A byte that is not UTF-8, in a field read or one ignored, is read as
+    /// U+FFFD: a client must not be able to make its own record unscored.
+    #[test]
+    fn bytes_that_are_not_utf8_are_replaced_not_refused() {
+        for field in ["Mozilla", "ignored"] {
             let mut latin1 = GOOD.as_bytes().to_vec();
             latin1[GOOD.find(field).unwrap()] = 0xE9;
-            let err = Event::parse(&latin1).unwrap_err();
-            assert!(err.to_string().contains("not UTF-8"), "{err}");
+            let e = Event::parse(&latin1).unwrap_or_else(|e| panic!("{field}: {e}"));
+            assert_eq!(e.token_id, "jti-123");
+            let ua = if field == "Mozilla" {
+                "\u{FFFD}ozilla/5.0"
+            } else {
+                "Mozilla/5.0"
+            };
+            assert_eq!(e.user_agent, ua);
         }
     }
 
