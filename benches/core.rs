@@ -129,6 +129,7 @@ fn bench(c: &mut Criterion) {
     let detector = || Detector::new(geo.clone(), model.clone(), DetectorParams::default());
     paired::ratio(
         &mut g,
+        "per_event",
         "parse_geo_features_paired",
         || {
             let t = Instant::now();

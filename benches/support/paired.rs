@@ -12,11 +12,12 @@ use std::time::Duration;
 use criterion::measurement::WallTime;
 use criterion::BenchmarkGroup;
 
-/// Benchmarks `subject` as `name`, timing `baseline` between its passes.
-/// Each closure times one pass itself (so that set-up stays out) and
-/// returns that time.
+/// Benchmarks `subject` as `name` in the group `group` names, timing
+/// `baseline` between its passes. Each closure times one pass itself (so
+/// that set-up stays out) and returns that time.
 pub fn ratio(
     g: &mut BenchmarkGroup<'_, WallTime>,
+    group: &str,
     name: &str,
     mut baseline: impl FnMut() -> Duration,
     mut subject: impl FnMut() -> Duration,
@@ -43,7 +44,7 @@ pub fn ratio(
     r.sort_by(f64::total_cmp);
     let at = |q: f64| r[((r.len() - 1) as f64 * q).round() as usize];
     println!(
-        "{name}: paired ratio to the baseline, median {:.3}, middle 80% {:.3}..{:.3}, {} pairs",
+        "{group}/{name}: paired ratio to the baseline, median {:.3}, middle 80% {:.3}..{:.3}, {} pairs",
         at(0.5),
         at(0.1),
         at(0.9),
