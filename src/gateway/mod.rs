@@ -27,7 +27,7 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
-use crate::telemetry::{check_ts_ms, Event, TokenHasher};
+use crate::telemetry::{check_ts_ms, read_text, Event, TokenHasher};
 
 use crate::respond::Sealer;
 
@@ -68,17 +68,7 @@ impl Normalizer {
     /// can: the scoring path scores it as it is, `normalize` publishes its
     /// JSON (`Event::to_json`).
     pub fn normalize<'a>(&self, record: &'a [u8]) -> Result<Event<'a>, GatewayError> {
-        match std::str::from_utf8(record) {
-            Ok(text) => self.normalize_text(text),
-            // NGINX's `escape=json` passes bytes above 0x7F through as they
-            // are, so a client can make its own record invalid UTF-8 with one
-            // header byte. Refused, the record would go unscored: an evasion.
-            // Read with U+FFFD in place of the bad bytes instead.
-            Err(_) => {
-                let text = String::from_utf8_lossy(record).into_owned();
-                self.normalize_text(&text).map(Event::into_owned)
-            }
-        }
+        read_text(record, |text| self.normalize_text(text))
     }
 
     fn normalize_text<'a>(&self, record: &'a str) -> Result<Event<'a>, GatewayError> {

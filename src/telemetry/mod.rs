@@ -8,4 +8,6 @@ mod write;
 
 pub use error::{JsonError, TelemetryError};
 pub use identity::{keyed_token_id, looks_like_raw_token, token_key, TokenHasher, TokenKey};
-pub use record::{check_token_id, check_ts_ms, parse_rfc3339_ms, Event, MAX_TOKEN_ID_LEN};
+pub use record::{
+    check_token_id, check_ts_ms, parse_rfc3339_ms, read_text, Event, MAX_TOKEN_ID_LEN,
+};

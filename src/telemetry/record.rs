@@ -179,22 +179,31 @@ fn required<T>(v: Option<T>, field: &'static str) -> Result<T, TelemetryError> {
 impl<'a> Event<'a> {
     /// Parses and validates one JSON record.
     pub fn parse(buf: &'a [u8]) -> Result<Event<'a>, TelemetryError> {
-        // UTF-8 checked once over the whole record, then read as `str`: per
-        // string, short fields fall off std's word-at-a-time ASCII path, and
-        // that check was the largest single cost of a record (benches/core.rs).
-        match std::str::from_utf8(buf) {
-            Ok(text) => Event::parse_text(text),
-            // A shipper that copies gateway bytes as they are (NGINX's
-            // `escape=json` does) lets a client make its own record invalid
-            // UTF-8 with one header byte; refused, it would go unscored.
-            // Read with U+FFFD in place of the bad bytes instead.
-            Err(_) => Event::parse_text(&String::from_utf8_lossy(buf)).map(Event::into_owned),
-        }
+        read_text(buf, |text| Event::parse_text(text))
     }
 
     fn parse_text(text: &'a str) -> Result<Event<'a>, TelemetryError> {
         let wire: Wire<'a> = serde_json::from_str(text).map_err(TelemetryError::from_json)?;
         wire.validate()
+    }
+}
+
+/// `read` applied to `buf` as text. UTF-8 is checked once over the whole
+/// record, so that serde_json's `str` reader need not check each string:
+/// per string, short fields fall off std's word-at-a-time ASCII path, and
+/// that check was the largest single cost of a record (benches/core.rs).
+///
+/// A record that is not UTF-8 is read with U+FFFD in place of the bad bytes,
+/// from a copy, rather than refused: NGINX's `escape=json` passes bytes
+/// above 0x7F through as they come, so a client could otherwise make its own
+/// record unreadable, and unscored, with one byte in a header.
+pub fn read_text<'a, E>(
+    buf: &'a [u8],
+    read: impl for<'t> Fn(&'t str) -> Result<Event<'t>, E>,
+) -> Result<Event<'a>, E> {
+    match std::str::from_utf8(buf) {
+        Ok(text) => read(text),
+        Err(_) => read(&String::from_utf8_lossy(buf)).map(Event::into_owned),
     }
 }
 
