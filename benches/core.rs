@@ -131,6 +131,7 @@ fn bench(c: &mut Criterion) {
         &mut g,
         "per_event",
         "parse_geo_features_paired",
+        records.len(),
         || {
             let t = Instant::now();
             for r in &records {

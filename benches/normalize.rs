@@ -108,6 +108,7 @@ fn bench(c: &mut Criterion) {
             &mut g,
             &group,
             "normalize_paired",
+            recs.len(),
             || pass(&bare),
             || pass(&|r| drop(std::hint::black_box(n.normalize(r).unwrap().to_json()))),
         );
@@ -115,6 +116,7 @@ fn bench(c: &mut Criterion) {
             &mut g,
             &group,
             "to_event_paired",
+            recs.len(),
             || pass(&bare),
             || pass(&|r| drop(std::hint::black_box(n.normalize(r).unwrap()))),
         );
