@@ -176,7 +176,7 @@ fn bench(c: &mut Criterion) {
             |d| {
                 for r in &records {
                     let e = Event::parse(r).unwrap();
-                    std::hint::black_box(tokenwatch::respond::score(&d, &e, false));
+                    std::hint::black_box(tokenwatch::decide::score(&d, &e, false));
                 }
                 d
             },

@@ -31,13 +31,14 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use tokenwatch::config::{KafkaConfig, RawConfig};
+use tokenwatch::decide::Alerts;
+use tokenwatch::decide::{Flagger, Outbox};
 use tokenwatch::detect::{Detector, DetectorParams};
 use tokenwatch::geo::GeoHandle;
 use tokenwatch::ingest::{self, IngestConsumer, IngestContext, Readiness, ScoringHandler};
-use tokenwatch::journal::{Alerts, Audit};
+use tokenwatch::journal::Audit;
 use tokenwatch::metrics::Metrics;
 use tokenwatch::model::{Model, ModelArtifact};
-use tokenwatch::respond::{Flagger, Outbox};
 use tokenwatch::sim::{self, SimParams, World};
 use tokio_util::sync::CancellationToken;
 

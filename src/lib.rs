@@ -9,6 +9,7 @@
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod decide;
 pub mod demo;
 pub mod detect;
 pub mod eval;
@@ -17,10 +18,12 @@ pub mod gateway;
 pub mod geo;
 pub mod ingest;
 pub mod journal;
+pub mod kafka;
 pub mod metrics;
 pub mod model;
-pub mod normalize;
+
 pub mod respond;
+pub mod seal;
 pub mod serve;
 pub mod sim;
 pub mod telemetry;

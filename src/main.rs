@@ -1,18 +1,21 @@
 //! The `tokenwatch` command: parses arguments, loads configuration, and
-//! calls into the library. Nothing else lives here.
+//! calls into the library, one small function per subcommand.
 
-use std::io::{BufWriter, Read, Write};
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand};
+use rdkafka::producer::FutureProducer;
 use tokenwatch::config::Config;
 use tokenwatch::detect::DetectorParams;
 use tokenwatch::geo::{demo_build, GeoHandle};
-use tokenwatch::model::{train, Model, ModelArtifact};
+use tokenwatch::kafka::TopicWriter;
+use tokenwatch::model::{train, Family, Model, ModelArtifact};
+use tokenwatch::seal::Sealer;
 use tokenwatch::sim::{self, SimParams, World};
 use tokio_util::sync::CancellationToken;
 
@@ -53,90 +56,102 @@ enum Command {
         command: ConfigCommand,
     },
     /// Generate labelled gateway telemetry (NDJSON) from a seed.
-    Simulate {
-        #[arg(long, default_value_t = 7)]
-        seed: u64,
-        #[arg(long, default_value_t = 300)]
-        users: u32,
-        #[arg(long, default_value = "4h", value_parser = humantime::parse_duration)]
-        span: Duration,
-        #[arg(long, default_value_t = 0.03)]
-        attack_share: f64,
-        #[arg(long, num_args = 1.., default_value = "data/geo/demo-city.mmdb")]
-        city_db: Vec<PathBuf>,
-        /// Output file (`.gz` compresses); `-` for stdout.
-        #[arg(long, short, default_value = "-")]
-        out: String,
-        /// Publish to this Kafka cluster instead of writing a file.
-        #[arg(long, requires = "topic")]
-        brokers: Option<String>,
-        /// Topic to publish to (records keyed by token id, labels dropped).
-        #[arg(long, requires = "brokers")]
-        topic: Option<String>,
-    },
+    Simulate(SimulateArgs),
     /// Train a model on labelled telemetry and write the artifact.
-    Train {
-        #[arg(long)]
-        data: PathBuf,
-        #[arg(long, default_value = "models/default.json")]
-        out: PathBuf,
-        #[arg(long, default_value = "data/geo/demo-city.mmdb")]
-        city_db: PathBuf,
-        #[arg(long, default_value = "data/geo/demo-asn.mmdb")]
-        asn_db: PathBuf,
-        /// Model version recorded in the artifact.
-        #[arg(long)]
-        version: Option<String>,
-        /// `combined` (logistic regression + k-means population distance),
-        /// `supervised` (logistic regression) or `population` (k-means on
-        /// legitimate traffic only: no attack labels needed).
-        #[arg(long, default_value = "combined")]
-        family: tokenwatch::model::Family,
-        /// k-means clusters of the population model.
-        #[arg(long, default_value_t = 8)]
-        clusters: usize,
-    },
+    Train(TrainArgs),
     /// Evaluate a model and the fixed-rule baseline on labelled telemetry:
     /// per-scenario table, JSON report and PNG plots.
-    Eval {
-        #[arg(long)]
-        data: PathBuf,
-        /// One or more models; with several, each gets its own report
-        /// directory under `--out` and a comparison table is printed.
-        #[arg(long, default_value = "models/default.json", num_args = 1..)]
-        model: Vec<PathBuf>,
-        #[arg(long, default_value = "data/geo/demo-city.mmdb")]
-        city_db: PathBuf,
-        #[arg(long, default_value = "data/geo/demo-asn.mmdb")]
-        asn_db: PathBuf,
-        /// Revoke on a single impossible hop (`detect.impossible_travel_revokes`).
-        #[arg(long)]
-        impossible_travel_revokes: bool,
-        /// Directory for report.json, pr_curve.png and ttd_histogram.png.
-        #[arg(long, default_value = "reports/eval")]
-        out: PathBuf,
-        /// Replay, but do not count, tokens first seen this early in the file
-        /// (the population learns shared egress and rates meanwhile).
-        #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
-        warmup: Duration,
-    },
+    Eval(EvalArgs),
     /// Seal a raw token (stdin) into a handle for the revoker.
-    Seal {
-        #[arg(long)]
-        token_id: Option<String>,
-        #[arg(long, env = "TOKENWATCH_SEAL_KEY_ID", default_value = "k1")]
-        key_id: String,
-        #[arg(long, env = "TOKENWATCH_SEAL_KEY")]
-        key: Option<String>,
-        /// Print a fresh random key instead.
-        #[arg(long)]
-        new_key: bool,
-    },
+    Seal(SealArgs),
     /// Geo database tools.
     Geo {
         #[command(subcommand)]
         command: GeoCommand,
     },
+}
+
+#[derive(clap::Args)]
+struct SimulateArgs {
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    #[arg(long, default_value_t = 300)]
+    users: u32,
+    #[arg(long, default_value = "4h", value_parser = humantime::parse_duration)]
+    span: Duration,
+    #[arg(long, default_value_t = 0.03)]
+    attack_share: f64,
+    #[arg(long, num_args = 1.., default_value = "data/geo/demo-city.mmdb")]
+    city_db: Vec<PathBuf>,
+    /// Output file (`.gz` compresses); `-` for stdout.
+    #[arg(long, short, default_value = "-")]
+    out: String,
+    /// Publish to this Kafka cluster instead of writing a file.
+    #[arg(long, requires = "topic")]
+    brokers: Option<String>,
+    /// Topic to publish to (records keyed by token id, labels dropped).
+    #[arg(long, requires = "brokers")]
+    topic: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    #[arg(long)]
+    data: PathBuf,
+    #[arg(long, default_value = "models/default.json")]
+    out: PathBuf,
+    #[arg(long, default_value = "data/geo/demo-city.mmdb")]
+    city_db: PathBuf,
+    #[arg(long, default_value = "data/geo/demo-asn.mmdb")]
+    asn_db: PathBuf,
+    /// Model version recorded in the artifact.
+    #[arg(long)]
+    version: Option<String>,
+    /// `combined` (logistic regression + k-means population distance),
+    /// `supervised` (logistic regression) or `population` (k-means on
+    /// legitimate traffic only: no attack labels needed).
+    #[arg(long, default_value = "combined")]
+    family: tokenwatch::model::Family,
+    /// k-means clusters of the population model.
+    #[arg(long, default_value_t = 8)]
+    clusters: usize,
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    #[arg(long)]
+    data: PathBuf,
+    /// One or more models; with several, each gets its own report
+    /// directory under `--out` and a comparison table is printed.
+    #[arg(long, default_value = "models/default.json", num_args = 1..)]
+    model: Vec<PathBuf>,
+    #[arg(long, default_value = "data/geo/demo-city.mmdb")]
+    city_db: PathBuf,
+    #[arg(long, default_value = "data/geo/demo-asn.mmdb")]
+    asn_db: PathBuf,
+    /// Revoke on a single impossible hop (`detect.impossible_travel_revokes`).
+    #[arg(long)]
+    impossible_travel_revokes: bool,
+    /// Directory for report.json, pr_curve.png and ttd_histogram.png.
+    #[arg(long, default_value = "reports/eval")]
+    out: PathBuf,
+    /// Replay, but do not count, tokens first seen this early in the file
+    /// (the population learns shared egress and rates meanwhile).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
+}
+
+#[derive(clap::Args)]
+struct SealArgs {
+    #[arg(long)]
+    token_id: Option<String>,
+    #[arg(long, env = "TOKENWATCH_SEAL_KEY_ID", default_value = "k1")]
+    key_id: String,
+    #[arg(long, env = "TOKENWATCH_SEAL_KEY")]
+    key: Option<String>,
+    /// Print a fresh random key instead.
+    #[arg(long)]
+    new_key: bool,
 }
 
 #[derive(Subcommand)]
@@ -234,218 +249,199 @@ async fn run(cli: Cli) -> Result<()> {
     };
     init_tracing(cli.log_json, default_filter);
     match cli.command {
-        Command::Serve { config } => {
-            let cfg = Config::load(config.as_deref())?;
-            let shutdown = shutdown_on_signal();
-            let report = tokenwatch::serve::serve(cfg, shutdown, Default::default()).await?;
-            tracing::info!(
-                scored = report.scored.handled,
-                settled = report.settled.handled,
-                "stopped"
-            );
-        }
-        Command::Normalize { config } => {
-            let cfg = Config::load(config.as_deref())?;
-            if cfg.gateway.inputs.is_empty() {
-                anyhow::bail!("configuration key `gateway.inputs`: normalize needs at least one gateway topic");
-            }
-            let shutdown = shutdown_on_signal();
-            let stats = tokenwatch::normalize::normalize(cfg, shutdown, Default::default()).await?;
-            tracing::info!(handled = stats.handled, "stopped");
-        }
+        Command::Serve { config } => serve(config).await,
+        Command::Normalize { config } => normalize(config).await,
         Command::Demo(args) => {
-            let shutdown = shutdown_on_signal();
-            tokenwatch::demo::run(args, shutdown).await?;
+            tokenwatch::demo::run(args, shutdown_on_signal()).await?;
+            Ok(())
         }
         Command::Config {
             command: ConfigCommand::Check { file },
-        } => {
-            let cfg = Config::load(Some(&file))?;
-            GeoHandle::open(cfg.geo.city_db.clone(), cfg.geo.asn_db.clone())?;
-            ModelArtifact::load(&cfg.model_path)?;
-            println!("{}: ok (geo databases and model load)", file.display());
-        }
-        Command::Simulate {
-            seed,
-            users,
-            span,
-            attack_share,
+        } => config_check(&file),
+        Command::Simulate(a) => simulate(a).await,
+        Command::Train(a) => train(a),
+        Command::Eval(a) => eval(a),
+        Command::Seal(a) => seal(a),
+        Command::Geo { command } => geo(command),
+    }
+}
+
+async fn serve(config: Option<PathBuf>) -> Result<()> {
+    let cfg = Config::load(config.as_deref())?;
+    let report = tokenwatch::serve::serve(cfg, shutdown_on_signal(), Default::default()).await?;
+    tracing::info!(
+        scored = report.scored.handled,
+        settled = report.settled.handled,
+        "stopped"
+    );
+    Ok(())
+}
+
+async fn normalize(config: Option<PathBuf>) -> Result<()> {
+    let cfg = Config::load(config.as_deref())?;
+    if cfg.gateway.inputs.is_empty() {
+        bail!("configuration key `gateway.inputs`: normalize needs at least one gateway topic");
+    }
+    let stats = tokenwatch::serve::normalize(cfg, shutdown_on_signal(), Default::default()).await?;
+    tracing::info!(handled = stats.handled, "stopped");
+    Ok(())
+}
+
+fn config_check(file: &Path) -> Result<()> {
+    let cfg = Config::load(Some(file))?;
+    GeoHandle::open(cfg.geo.city_db.clone(), cfg.geo.asn_db.clone())?;
+    ModelArtifact::load(&cfg.model_path)?;
+    println!("{}: ok (geo databases and model load)", file.display());
+    Ok(())
+}
+
+async fn simulate(a: SimulateArgs) -> Result<()> {
+    let geo = GeoHandle::open(a.city_db, None)?;
+    let world = World::from_geo(&geo.load().db);
+    let p = SimParams {
+        seed: a.seed,
+        users: a.users,
+        span_ms: a.span.as_millis() as i64,
+        attack_share: a.attack_share,
+        ..SimParams::default()
+    };
+    let events = sim::generate(&world, &p);
+    let bar = indicatif::ProgressBar::new(events.len() as u64);
+    if let (Some(brokers), Some(topic)) = (a.brokers, a.topic) {
+        let producer: FutureProducer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "20")
+            .create()
+            .context("creating the Kafka producer")?;
+        let writer = TopicWriter::new(producer, topic.as_str());
+        let n = sim::publish(&writer, a.seed, &events, || bar.inc(1))
+            .await
+            .with_context(|| format!("publishing to {topic}"))?;
+        bar.finish_and_clear();
+        eprintln!(
+            "{n} events from {} users published to {topic}, seed {}",
+            a.users, a.seed
+        );
+        return Ok(());
+    }
+    sim::write_file(&a.out, a.seed, &events, || bar.inc(1))
+        .with_context(|| format!("writing {}", a.out))?;
+    bar.finish_and_clear();
+    eprintln!(
+        "{} events from {} users, seed {}",
+        events.len(),
+        a.users,
+        a.seed
+    );
+    Ok(())
+}
+
+fn train(a: TrainArgs) -> Result<()> {
+    let geo = GeoHandle::open(vec![a.city_db], Some(a.asn_db))?;
+    let bar = spinner("replaying the training data through the detector");
+    let (rows, sha) = tokenwatch::eval::training_rows(&a.data, geo, DetectorParams::default())?;
+    bar.set_message("fitting with linfa");
+    let prefix = match a.family {
+        Family::Supervised => "lr",
+        Family::Population => "km",
+        Family::Combined => "lrkm",
+    };
+    let version = a
+        .version
+        .unwrap_or_else(|| format!("{prefix}-{}", &sha[..12]));
+    let params = train::TrainParams {
+        family: a.family,
+        clusters: a.clusters,
+        ..train::TrainParams::default()
+    };
+    let artifact = train::train(&rows, &params, &sha, &version)?;
+    bar.finish_and_clear();
+    artifact
+        .save(&a.out)
+        .with_context(|| format!("writing {}", a.out.display()))?;
+    let h = &artifact.training.holdout;
+    println!(
+        "{}: version {version}, {} rows; hold-out: recall {:.3}, precision {:.3}, {:.1} false flags/100k legit tokens at threshold {:.4}",
+        a.out.display(),
+        rows.len(),
+        h.token_recall,
+        h.token_precision,
+        h.false_flags_per_100k,
+        h.threshold
+    );
+    Ok(())
+}
+
+fn eval(a: EvalArgs) -> Result<()> {
+    let params = DetectorParams {
+        impossible_travel_revokes: a.impossible_travel_revokes,
+        ..DetectorParams::default()
+    };
+    let several = a.model.len() > 1;
+    let mut reports = Vec::new();
+    for path in &a.model {
+        let geo = GeoHandle::open(vec![a.city_db.clone()], Some(a.asn_db.clone()))?;
+        let artifact = ModelArtifact::load(path)?;
+        let family = artifact.family;
+        let handle = Arc::new(ArcSwap::from_pointee(Model::new(artifact)));
+        let bar = spinner("replaying through tokenwatch and the baseline");
+        let report = tokenwatch::eval::evaluate(&a.data, geo, handle, params.clone(), a.warmup)?;
+        bar.finish_and_clear();
+        let dir = if several {
+            a.out.join(path.file_stem().unwrap_or_default())
+        } else {
+            a.out.clone()
+        };
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let json = dir.join("report.json");
+        std::fs::write(&json, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", json.display()))?;
+        let plots = tokenwatch::eval::write_plots(&report, &dir).map_err(anyhow::Error::msg)?;
+        println!("## {} ({})\n", path.display(), family.as_str());
+        print!("{}", report.table());
+        println!(
+            "\nwrote {}, {}\n",
+            json.display(),
+            plots
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        reports.push((path.display().to_string(), family, report));
+    }
+    if several {
+        print!("{}", tokenwatch::eval::comparison(&reports));
+    }
+    Ok(())
+}
+
+fn seal(a: SealArgs) -> Result<()> {
+    if a.new_key {
+        println!("{}", Sealer::generate_key());
+        return Ok(());
+    }
+    let (Some(token_id), Some(key)) = (a.token_id, a.key) else {
+        bail!("seal needs --token-id and a key (--key or TOKENWATCH_SEAL_KEY)");
+    };
+    let sealer = Sealer::new([(a.key_id.as_str(), key.as_str())])?;
+    let mut raw = String::new();
+    std::io::stdin().read_to_string(&mut raw)?;
+    println!(
+        "{}",
+        sealer.seal(&token_id, raw.trim_end_matches(['\r', '\n']))
+    );
+    Ok(())
+}
+
+fn geo(command: GeoCommand) -> Result<()> {
+    match command {
+        GeoCommand::BuildDemo {
             city_db,
-            out,
-            brokers,
-            topic,
-        } => {
-            let geo = GeoHandle::open(city_db, None)?;
-            let world = World::from_geo(&geo.load().db);
-            let p = SimParams {
-                seed,
-                users,
-                span_ms: span.as_millis() as i64,
-                attack_share,
-                ..SimParams::default()
-            };
-            let events = sim::generate(&world, &p);
-            if let (Some(brokers), Some(topic)) = (brokers, topic) {
-                let n = publish(&brokers, &topic, seed, &events).await?;
-                eprintln!("{n} events from {users} users published to {topic}, seed {seed}");
-                return Ok(());
-            }
-            let sink: Box<dyn Write> = if out == "-" {
-                Box::new(std::io::stdout().lock())
-            } else {
-                let file =
-                    std::fs::File::create(&out).with_context(|| format!("creating {out}"))?;
-                if out.ends_with(".gz") {
-                    // Fixed header fields: the same events give the same bytes.
-                    Box::new(
-                        flate2::GzBuilder::new()
-                            .mtime(0)
-                            .write(file, flate2::Compression::best()),
-                    )
-                } else {
-                    Box::new(file)
-                }
-            };
-            let mut w = BufWriter::new(sink);
-            let bar = indicatif::ProgressBar::new(events.len() as u64);
-            for e in &events {
-                let id = e.sim_token_id(seed);
-                serde_json::to_writer(&mut w, &e.to_wire(&id, None, true))?;
-                w.write_all(b"\n")?;
-                bar.inc(1);
-            }
-            w.flush()?;
-            bar.finish_and_clear();
-            eprintln!("{} events from {} users, seed {seed}", events.len(), users);
-        }
-        Command::Train {
-            data,
-            out,
-            city_db,
-            asn_db,
-            version,
-            family,
-            clusters,
-        } => {
-            let geo = GeoHandle::open(vec![city_db], Some(asn_db))?;
-            let placeholder = Arc::new(ArcSwap::from_pointee(Model::new(placeholder_artifact())));
-            let bar = spinner("replaying the training data through the detector");
-            let (rows, sha) = tokenwatch::eval::training_rows(
-                &data,
-                geo,
-                placeholder,
-                DetectorParams::default(),
-            )?;
-            bar.set_message("fitting with linfa");
-            let prefix = match family {
-                tokenwatch::model::Family::Supervised => "lr",
-                tokenwatch::model::Family::Population => "km",
-                tokenwatch::model::Family::Combined => "lrkm",
-            };
-            let version = version.unwrap_or_else(|| format!("{prefix}-{}", &sha[..12]));
-            let params = train::TrainParams {
-                family,
-                clusters,
-                ..train::TrainParams::default()
-            };
-            let artifact = train::train(&rows, &params, &sha, &version)?;
-            bar.finish_and_clear();
-            artifact
-                .save(&out)
-                .with_context(|| format!("writing {}", out.display()))?;
-            let h = &artifact.training.holdout;
-            println!(
-                "{}: version {version}, {} rows; hold-out: recall {:.3}, precision {:.3}, {:.1} false flags/100k legit tokens at threshold {:.4}",
-                out.display(),
-                rows.len(),
-                h.token_recall,
-                h.token_precision,
-                h.false_flags_per_100k,
-                h.threshold
-            );
-        }
-        Command::Eval {
-            data,
-            model,
-            city_db,
-            asn_db,
-            impossible_travel_revokes,
-            out,
-            warmup,
-        } => {
-            let params = DetectorParams {
-                impossible_travel_revokes,
-                ..DetectorParams::default()
-            };
-            let several = model.len() > 1;
-            let mut reports = Vec::new();
-            for path in &model {
-                let geo = GeoHandle::open(vec![city_db.clone()], Some(asn_db.clone()))?;
-                let artifact = ModelArtifact::load(path)?;
-                let family = artifact.family;
-                let handle = Arc::new(ArcSwap::from_pointee(Model::new(artifact)));
-                let bar = spinner("replaying through tokenwatch and the baseline");
-                let report =
-                    tokenwatch::eval::evaluate(&data, geo, handle, params.clone(), warmup)?;
-                bar.finish_and_clear();
-                let dir = if several {
-                    out.join(path.file_stem().unwrap_or_default())
-                } else {
-                    out.clone()
-                };
-                std::fs::create_dir_all(&dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
-                let json = dir.join("report.json");
-                std::fs::write(&json, serde_json::to_vec_pretty(&report)?)
-                    .with_context(|| format!("writing {}", json.display()))?;
-                let plots =
-                    tokenwatch::eval::write_plots(&report, &dir).map_err(anyhow::Error::msg)?;
-                println!("## {} ({})\n", path.display(), family.as_str());
-                print!("{}", report.table());
-                println!(
-                    "\nwrote {}, {}\n",
-                    json.display(),
-                    plots
-                        .iter()
-                        .map(|p| p.display().to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                reports.push((path.display().to_string(), family, report));
-            }
-            if several {
-                print!("{}", tokenwatch::eval::comparison(&reports));
-            }
-        }
-        Command::Seal {
-            token_id,
-            key_id,
-            key,
-            new_key,
-        } => {
-            if new_key {
-                println!("{}", tokenwatch::respond::Sealer::generate_key());
-                return Ok(());
-            }
-            let (Some(token_id), Some(key)) = (token_id, key) else {
-                bail!("seal needs --token-id and a key (--key or TOKENWATCH_SEAL_KEY)");
-            };
-            let sealer = tokenwatch::respond::Sealer::new([(key_id.as_str(), key.as_str())])?;
-            let mut raw = String::new();
-            std::io::stdin().read_to_string(&mut raw)?;
-            println!(
-                "{}",
-                sealer.seal(&token_id, raw.trim_end_matches(['\r', '\n']))
-            );
-        }
-        Command::Geo {
-            command:
-                GeoCommand::BuildDemo {
-                    city_db,
-                    asn_csv,
-                    out_dir,
-                    cities,
-                },
+            asn_csv,
+            out_dir,
+            cities,
         } => {
             let report = demo_build::build(&demo_build::DemoSources {
                 city_dbs: city_db,
@@ -457,21 +453,16 @@ async fn run(cli: Cli) -> Result<()> {
             })?;
             println!("{report:?}");
         }
-        Command::Geo {
-            command:
-                GeoCommand::Lookup {
-                    ip,
-                    city_db,
-                    asn_db,
-                },
+        GeoCommand::Lookup {
+            ip,
+            city_db,
+            asn_db,
         } => {
             let geo = GeoHandle::open(city_db, asn_db)?;
             let db = &geo.load().db;
             println!("{:?}\n{:?}", db.lookup(ip), db.place(ip));
         }
-        Command::Geo {
-            command: GeoCommand::Cities { city_db },
-        } => {
+        GeoCommand::Cities { city_db } => {
             let geo = GeoHandle::open(city_db, None)?;
             let db = &geo.load().db;
             for c in World::from_geo(db).cities {
@@ -491,74 +482,8 @@ async fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-/// Publishes simulated telemetry to Kafka, keyed by token id, without labels.
-async fn publish(brokers: &str, topic: &str, seed: u64, events: &[sim::SimEvent]) -> Result<usize> {
-    use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-    let producer: FutureProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "20")
-        .create()
-        .context("creating the Kafka producer")?;
-    let bar = indicatif::ProgressBar::new(events.len() as u64);
-    let mut pending = Vec::with_capacity(1024);
-    for e in events {
-        let id = e.sim_token_id(seed);
-        let payload = serde_json::to_vec(&e.to_wire(&id, None, false))?;
-        let mut record = FutureRecord::to(topic).key(&id).payload(&payload);
-        // Enqueue now (the record is copied); wait only when the queue is full.
-        loop {
-            match producer.send_result(record) {
-                Ok(delivery) => break pending.push(delivery),
-                Err((_, r)) => {
-                    record = r;
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            }
-        }
-        if pending.len() == 1024 {
-            for d in futures::future::join_all(pending.drain(..)).await {
-                d.context("delivery canceled")?
-                    .map_err(|(e, _)| e)
-                    .context("publishing to Kafka")?;
-            }
-        }
-        bar.inc(1);
-    }
-    for d in futures::future::join_all(pending).await {
-        d.context("delivery canceled")?
-            .map_err(|(e, _)| e)
-            .context("publishing to Kafka")?;
-    }
-    producer
-        .flush(Duration::from_secs(30))
-        .context("flushing")?;
-    bar.finish_and_clear();
-    Ok(events.len())
-}
-
 fn spinner(message: &'static str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new_spinner().with_message(message);
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
-}
-
-/// Training replays features only; the scorer is never consulted.
-fn placeholder_artifact() -> ModelArtifact {
-    use tokenwatch::features::{FEATURE_NAMES, FEATURE_SCHEMA_VERSION, N_FEATURES};
-    ModelArtifact {
-        format: tokenwatch::model::ARTIFACT_FORMAT,
-        version: "untrained".into(),
-        feature_schema_version: FEATURE_SCHEMA_VERSION,
-        family: tokenwatch::model::Family::Supervised,
-        feature_names: FEATURE_NAMES.iter().map(|s| s.to_string()).collect(),
-        mean: vec![0.0; N_FEATURES],
-        scale: vec![1.0; N_FEATURES],
-        weights: vec![0.0; N_FEATURES],
-        bias: 0.0,
-        population: None,
-        alert_threshold: 1.0,
-        revoke_threshold: 1.0,
-        training: Default::default(),
-    }
 }

@@ -8,8 +8,6 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::detect::DetectorStats;
-
 pub struct Metrics {
     pub registry: Registry,
     pub events_consumed: IntCounter,
@@ -45,8 +43,6 @@ pub struct Metrics {
     pub denylist_checks: IntCounterVec,
     pub state_writes: IntCounterVec,
     pub state_restored: IntCounter,
-    /// Last DetectorStats folded in, so counters advance by deltas.
-    last_stats: std::sync::Mutex<DetectorStats>,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -267,7 +263,6 @@ impl Metrics {
                 "tokenwatch_state_restored_total",
                 "Token states taken from the state changelog after a partition was assigned.",
             ),
-            last_stats: std::sync::Mutex::new(DetectorStats::default()),
             registry: r,
         };
         m.zero_known_series();
@@ -284,49 +279,17 @@ impl Metrics {
             }
             self.decisions_published.with_label_values(&[action]);
         }
-        self.zero_targets(&[crate::respond::RFC7009]);
     }
 
     /// Creates the outcome series of every configured response target at
     /// 0, so the first failure after a restart is an `increase()`.
-    pub fn zero_targets(&self, targets: &[&str]) {
+    /// `outcomes` are the labels the outcome type defines.
+    pub fn zero_targets(&self, targets: &[&str], outcomes: &[&str]) {
         for target in targets {
-            for outcome in [
-                "revoked",
-                "denied",
-                "delivered",
-                "not_acted",
-                "braked",
-                "duplicate",
-                "unrevocable",
-                "bad_handle",
-                "rejected",
-                "gave_up",
-                "waiting",
-            ] {
+            for outcome in outcomes {
                 self.revocations.with_label_values(&[target, outcome]);
             }
         }
-    }
-
-    /// Folds the detector's own counters into the exported ones.
-    pub fn observe_detector(&self, s: DetectorStats) {
-        let mut last = self.last_stats.lock().expect("metrics lock not poisoned");
-        let d = |now: u64, before: u64| now.saturating_sub(before);
-        self.geo_lookups
-            .with_label_values(&["shortcut"])
-            .inc_by(d(s.geo_shortcut_hits, last.geo_shortcut_hits));
-        self.geo_lookups
-            .with_label_values(&["cache_hit"])
-            .inc_by(d(s.geo_cache_hits, last.geo_cache_hits));
-        self.geo_lookups
-            .with_label_values(&["database"])
-            .inc_by(d(s.geo_cache_misses, last.geo_cache_misses));
-        self.tokens_evicted.inc_by(d(s.evicted, last.evicted));
-        self.tokens_expired.inc_by(d(s.expired, last.expired));
-        self.tokens_tracked.set(s.tracked as i64);
-        self.events_late.inc_by(d(s.late, last.late));
-        *last = s;
     }
 
     pub fn set_model_version(&self, version: &str) {
@@ -339,8 +302,8 @@ impl Metrics {
         self.policy_mode.with_label_values(&[mode]).set(1);
     }
 
-    pub fn set_brake(&self, b: &crate::respond::BrakeStatus) {
-        self.brake_engaged.set(i64::from(b.holding()));
+    pub fn set_brake(&self, holding: bool) {
+        self.brake_engaged.set(i64::from(holding));
     }
 
     /// The text exposition format, for `/metrics`.

@@ -17,12 +17,12 @@ use rdkafka::producer::{DefaultProducerContext, FutureProducer};
 use serde_json::{json, Value};
 use tokenwatch::api::{app, AdminToken, AllowlistStore, AppState, EdgeCheck, Service};
 use tokenwatch::config::{KafkaConfig, RawConfig};
+use tokenwatch::decide::Alerts;
+use tokenwatch::decide::{Flagger, Outbox};
 use tokenwatch::ingest::{self, Readiness};
-use tokenwatch::journal::{Alerts, Audit};
+use tokenwatch::journal::Audit;
 use tokenwatch::metrics::Metrics;
-use tokenwatch::respond::{
-    Brake, BrakeLimits, Controls, DenyEntry, Denylist, Flagger, Mode, Outbox,
-};
+use tokenwatch::respond::{Brake, BrakeLimits, Controls, DenyEntry, Denylist, Mode};
 use tokenwatch::telemetry::{keyed_token_id, TokenHasher};
 
 const HASH_KEY: &[u8] = b"edge-check-hash-key";

@@ -24,12 +24,14 @@ use rdkafka::message::BorrowedMessage;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message};
 use tokenwatch::config::{Config, KafkaConfig, RawConfig};
+use tokenwatch::decide::Alerts;
+use tokenwatch::decide::{Flagger, Outbox};
 use tokenwatch::ingest::{
     self, Handled, Handler, IngestConsumer, IngestContext, ScoringHandler, Transient,
 };
-use tokenwatch::journal::{Alerts, Audit};
+use tokenwatch::journal::Audit;
 use tokenwatch::metrics::Metrics;
-use tokenwatch::respond::{Flagger, Mode, Outbox};
+use tokenwatch::respond::Mode;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 

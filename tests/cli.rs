@@ -73,7 +73,7 @@ fn seal_produces_a_handle_bound_to_the_token_id() {
     assert!(out.status.success());
     let handle = String::from_utf8(out.stdout).unwrap().trim().to_owned();
     assert!(handle.starts_with("tw1.k1.") && !handle.contains("raw-opaque"));
-    let sealer = tokenwatch::respond::Sealer::new([("k1", key.as_str())]).unwrap();
+    let sealer = tokenwatch::seal::Sealer::new([("k1", key.as_str())]).unwrap();
     assert_eq!(sealer.open("jti-42", &handle).unwrap(), "raw-opaque-token");
 }
 

@@ -10,7 +10,7 @@ use common::repo;
 use proptest::prelude::*;
 use serde_json::Value;
 use tokenwatch::gateway::{FieldMap, Format, GatewayError, Normalizer, TrustedProxies};
-use tokenwatch::respond::Sealer;
+use tokenwatch::seal::Sealer;
 use tokenwatch::telemetry::{keyed_token_id, Event};
 
 const HASH_KEY: &[u8] = b"test-hash-key-0123456789abcdef";

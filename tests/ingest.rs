@@ -16,12 +16,13 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokenwatch::config::{Config, KafkaConfig, RawConfig};
+use tokenwatch::decide::Alerts;
+use tokenwatch::decide::{Flagger, Outbox};
 use tokenwatch::ingest::{
     self, Handled, Handler, IngestConsumer, IngestContext, ScoringHandler, Transient,
 };
-use tokenwatch::journal::{Alerts, Audit};
+use tokenwatch::journal::Audit;
 use tokenwatch::metrics::Metrics;
-use tokenwatch::respond::{Flagger, Outbox};
 use tokio_util::sync::CancellationToken;
 
 const RAW_JWT: &str = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXZhbHVl";

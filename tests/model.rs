@@ -12,7 +12,6 @@ fn training_rows() -> (Vec<Row>, String) {
     tokenwatch::eval::training_rows(
         &repo("data/sim/train-seed1.ndjson.gz"),
         geo(),
-        model(),
         DetectorParams::default(),
     )
     .expect("the committed training data replays")

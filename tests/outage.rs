@@ -122,7 +122,7 @@ async fn produce(brokers: &str, topic: &str, records: &[(String, Vec<u8>)]) {
 
 async fn start(
     cfg: &Config,
-    decisions: mpsc::UnboundedSender<tokenwatch::respond::Decision>,
+    decisions: mpsc::UnboundedSender<tokenwatch::decide::Decision>,
 ) -> Instance {
     let i = instance::start(cfg.clone(), decisions).await;
     wait_ready(i.http).await;

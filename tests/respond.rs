@@ -21,16 +21,19 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 use tokenwatch::config::{KafkaConfig, RawConfig};
+use tokenwatch::kafka::TopicWriter;
+use tokenwatch::decide::Decision;
 use tokenwatch::detect::Action;
 use tokenwatch::ingest::{self, IngestConsumer, IngestContext, RevocationHandler};
 use tokenwatch::journal::Audit;
 use tokenwatch::metrics::Metrics;
 use tokenwatch::respond::{
-    webhook, AlertFormat, AlertsTarget, Brake, BrakeLimits, ClientAuth, Controls, Decision,
-    Denylist, DenylistTarget, LogoutAuth, LogoutParams, Mode, Outcome, Preset, RetryPolicy,
-    Revoker, Rfc7009Client, Rfc7009Params, Sealer, Settled, SubjectLogout, Targets, TopicWriter,
-    Webhook, WebhookParams, ALERTS, CAEP_SESSION_REVOKED, DENYLIST, RFC7009,
+    webhook, AlertFormat, AlertsTarget, Brake, BrakeLimits, ClientAuth, Controls, Denylist,
+    DenylistTarget, LogoutAuth, LogoutParams, Mode, Outcome, Preset, RetryPolicy, Revoker,
+    Rfc7009Client, Rfc7009Params, Settled, SubjectLogout, Targets, Webhook,
+    WebhookParams, ALERTS, CAEP_SESSION_REVOKED, DENYLIST, RFC7009,
 };
+use tokenwatch::seal::Sealer;
 use tokio_util::sync::CancellationToken;
 
 const ADMIN_AT: &str = "admin-access-token-1";
@@ -703,7 +706,7 @@ async fn the_denylist_entry_waits_for_a_pending_target_and_is_not_counted_a_fail
         Targets {
             logouts: vec![keycloak(&base)],
             denylist: Some(DenylistTarget {
-                writer: TopicWriter::new(producer, "tokenwatch.denylist".into()),
+                writer: TopicWriter::new(producer, "tokenwatch.denylist"),
                 set: Arc::new(Denylist::default()),
                 max_ttl: Duration::from_secs(3600),
             }),

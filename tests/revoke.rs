@@ -9,12 +9,14 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
+use tokenwatch::decide::Decision;
 use tokenwatch::demo::AuthServer;
 use tokenwatch::detect::Action;
 use tokenwatch::respond::{
-    BrakeLimits, ClientAuth, Controls, Decision, Mode, Outcome, RetryPolicy, Revoker,
-    Rfc7009Client, Rfc7009Params, Sealer, Settled, Targets, RFC7009,
+    BrakeLimits, ClientAuth, Controls, Mode, Outcome, RetryPolicy, Revoker, Rfc7009Client,
+    Rfc7009Params, Settled, Targets, RFC7009,
 };
+use tokenwatch::seal::Sealer;
 use tokio_util::sync::CancellationToken;
 
 fn params(url: String, id: &str, secret: &str, auth: ClientAuth) -> Rfc7009Params {

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use tokenwatch::metrics::Metrics;
-use tokenwatch::serve::reload_model;
+use tokenwatch::model::reload as reload_model;
 
 #[test]
 fn a_reloaded_model_replaces_the_old_one_and_a_bad_file_changes_nothing() {

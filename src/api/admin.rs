@@ -13,8 +13,9 @@ use super::auth::Admin;
 use super::error::ApiError;
 use super::AppState;
 use crate::clock::now_ms;
+use crate::decide;
 use crate::detect::{Entry, EntryKind};
-use crate::respond::{self, BrakeStatus, Mode};
+use crate::respond::{BrakeStatus, Mode};
 
 async fn audited(s: &AppState, action: &str, detail: serde_json::Value) -> Result<u64, ApiError> {
     s.service
@@ -124,12 +125,12 @@ pub struct Reloaded {
 }
 
 pub async fn model_reload(_: Admin, State(s): State<AppState>) -> Result<Json<Reloaded>, ApiError> {
-    let handle = respond::lock(&s.service.detector).model().clone();
+    let handle = decide::lock(&s.service.detector).model().clone();
     let path = s.service.model_path.clone();
     let metrics = s.metrics.clone();
     // Reading and checking a model file is blocking work.
     let result =
-        tokio::task::spawn_blocking(move || crate::serve::reload_model(&handle, &path, &metrics))
+        tokio::task::spawn_blocking(move || crate::model::reload(&handle, &path, &metrics))
             .await
             .map_err(|e| ApiError::unavailable(format!("reload task: {e}")))?;
     match result {
@@ -157,7 +158,7 @@ pub struct PolicyView {
 
 pub async fn policy(State(s): State<AppState>) -> Json<PolicyView> {
     let c = &s.service.controls;
-    let model_version = respond::lock(&s.service.detector)
+    let model_version = decide::lock(&s.service.detector)
         .model()
         .load()
         .version()
@@ -200,7 +201,7 @@ pub async fn reset_brake(
 ) -> Result<Json<BrakeStatus>, ApiError> {
     let before = s.service.controls.brake.status();
     let after = s.service.controls.brake.reset();
-    s.metrics.set_brake(&after);
+    s.metrics.set_brake(after.holding());
     audited(
         &s,
         "brake_reset",

@@ -8,7 +8,8 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use super::AppState;
-use crate::journal::{Alert, AuditEntry, Page};
+use crate::decide::Alert;
+use crate::journal::{AuditEntry, Page};
 
 pub const MAX_LIMIT: usize = 1000;
 

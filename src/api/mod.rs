@@ -32,9 +32,10 @@ pub use auth::AdminToken;
 pub use check::EdgeCheck;
 pub use error::ApiError;
 
+use crate::decide::{Flagger, SharedDetector};
 use crate::ingest::Readiness;
 use crate::metrics::Metrics;
-use crate::respond::{Controls, Flagger, SharedDetector};
+use crate::respond::Controls;
 
 /// Everything the `/v1` routes act on; shared with the consumers.
 pub struct Service {

@@ -13,9 +13,9 @@ use serde::Serialize;
 
 use super::error::ApiError;
 use super::AppState;
+use crate::decide;
+use crate::decide::alerts::named_features;
 use crate::detect::{Action, ExplainedFeature};
-use crate::journal::alerts::named_features;
-use crate::respond;
 use crate::telemetry::Event;
 
 #[derive(Serialize)]
@@ -43,7 +43,7 @@ pub async fn score(
     let body = body?;
     let event =
         Event::parse(&body).map_err(|e| ApiError::bad_request(e.reason(), e.to_string()))?;
-    let scored = respond::score(&s.service.detector, &event, true);
+    let scored = decide::score(&s.service.detector, &event, true);
     let v = scored.verdict;
     let explanation = scored.explanation.expect("explain_all was asked");
     let m = &s.metrics;
@@ -58,7 +58,7 @@ pub async fn score(
             .flag(d, &v, &explanation)
             .await
             .map_err(|e| {
-                respond::lock(&s.service.detector).reopen(&v.key, v.action);
+                decide::lock(&s.service.detector).reopen(&v.key, v.action);
                 ApiError::unavailable(format!(
                     "scored {} but the decision log did not take the decision: {e}",
                     v.action.as_str()

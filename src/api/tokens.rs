@@ -15,10 +15,11 @@ use super::auth::Admin;
 use super::error::ApiError;
 use super::AppState;
 use crate::clock::now_ms;
+use crate::decide;
+use crate::decide::Alert;
+use crate::decide::Decision;
 use crate::detect::Action;
 use crate::features::Sighting;
-use crate::journal::Alert;
-use crate::respond::{self, Decision};
 use crate::telemetry::token_key;
 
 #[derive(Serialize)]
@@ -81,7 +82,7 @@ pub async fn show(
     crate::telemetry::check_token_id(&token_id)
         .map_err(|e| ApiError::bad_request("token_id", e.to_string()))?;
     let key = token_key(&token_id);
-    let state = respond::lock(&s.service.detector)
+    let state = decide::lock(&s.service.detector)
         .state(&key)
         .map(|st| StateView {
             first_seen_ms: st.first_ms,

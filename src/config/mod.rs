@@ -239,6 +239,25 @@ pub struct KafkaConfig {
     pub properties: BTreeMap<String, String>,
 }
 
+impl KafkaConfig {
+    /// Every topic tokenwatch reads or writes besides the gateway inputs,
+    /// with the partitions a single-broker test cluster gives it (telemetry
+    /// is read in parallel, the rest is small). The one list tests, the demo
+    /// and benches create topics from.
+    pub fn topics(&self) -> Vec<(&str, i32)> {
+        let mut t = vec![
+            (self.telemetry_topic.as_str(), 4),
+            (self.decisions_topic.as_str(), 2),
+            (self.deadletter_topic.as_str(), 1),
+            (self.audit_topic.as_str(), 1),
+            (self.denylist_topic.as_str(), 1),
+            (self.alerts_topic.as_str(), 1),
+        ];
+        t.extend(self.state_topic.as_deref().map(|s| (s, 4)));
+        t
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct GeoConfig {
     pub city_db: Vec<PathBuf>,
@@ -546,7 +565,8 @@ impl RawGateway {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::respond::{LogoutAuth, Mode, Sealer};
+    use crate::respond::{LogoutAuth, Mode};
+    use crate::seal::Sealer;
 
     #[test]
     fn response_targets_name_the_failing_key() {

@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 use super::{invalid, non_empty, ConfigError};
 use crate::respond::{
     AlertFormat, BrakeLimits, ClientAuth, LogoutAuth, LogoutParams, Mode, Overrides, Preset,
-    RetryPolicy, Rfc7009Params, SealError, Sealer, WebhookParams, PLACEHOLDERS,
+    RetryPolicy, Rfc7009Params, WebhookParams, PLACEHOLDERS, RESERVED,
 };
+use crate::seal::{SealError, Sealer};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -235,7 +236,7 @@ impl RawLogout {
     fn validate(&self, i: usize, names: &mut Vec<String>) -> Result<LogoutParams, ConfigError> {
         let key = |k: &str| format!("respond.subject_logout[{i}].{k}");
         let name = non_empty(&key("name"), &self.name)?;
-        if names.contains(&name) || matches!(name.as_str(), "rfc7009" | "denylist" | "alerts") {
+        if names.contains(&name) || RESERVED.contains(&name.as_str()) {
             return Err(invalid(
                 key("name"),
                 format!("{name:?} is already the name of another target"),
@@ -369,9 +370,7 @@ impl RawRespond {
             .map(|(i, w)| {
                 let key = |k: &str| format!("respond.webhook[{i}].{k}");
                 let name = non_empty(&key("name"), &w.name)?;
-                if names.contains(&name)
-                    || matches!(name.as_str(), "rfc7009" | "denylist" | "alerts")
-                {
+                if names.contains(&name) || RESERVED.contains(&name.as_str()) {
                     return Err(invalid(
                         key("name"),
                         format!("{name:?} is already the name of another target"),

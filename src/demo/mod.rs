@@ -17,7 +17,9 @@ use crate::clock::now_ms;
 use std::time::Duration;
 
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
+
+use crate::kafka::TopicWriter;
 use rdkafka::ClientConfig;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -27,7 +29,8 @@ pub use authserver::AuthServer;
 use crate::config::{RawConfig, RawRfc7009};
 use crate::geo::GeoHandle;
 use crate::metrics::Metrics;
-use crate::respond::{ClientAuth, Outcome, Sealer, Settled};
+use crate::respond::{ClientAuth, Outcome, Settled};
+use crate::seal::Sealer;
 use crate::sim::{self, Scenario, SimParams, World};
 use crate::telemetry::keyed_token_id;
 
@@ -102,12 +105,6 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<DemoSumm
     let mut cfg = RawConfig::default();
     cfg.kafka.brokers = brokers.clone();
     cfg.kafka.commit_interval = Duration::from_millis(500);
-    cluster.create_topic(&cfg.kafka.telemetry_topic, 4, 1)?;
-    cluster.create_topic(&cfg.kafka.decisions_topic, 2, 1)?;
-    cluster.create_topic(&cfg.kafka.deadletter_topic, 1, 1)?;
-    cluster.create_topic(&cfg.kafka.audit_topic, 1, 1)?;
-    cluster.create_topic(&cfg.kafka.denylist_topic, 1, 1)?;
-    cluster.create_topic(&cfg.kafka.alerts_topic, 1, 1)?;
 
     let stop_all = CancellationToken::new();
     let auth = AuthServer::start(stop_all.clone()).await?;
@@ -136,6 +133,9 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<DemoSumm
     cfg.geo.asn_db = Some(args.asn_db.clone());
     let topic = cfg.kafka.telemetry_topic.clone();
     let config = cfg.validate()?;
+    for (topic, partitions) in config.kafka.topics() {
+        cluster.create_topic(topic, partitions, 1)?;
+    }
 
     // Real-time traffic: timestamps are wall-clock, so detection latency is real.
     let geo = GeoHandle::open(vec![args.city_db.clone()], Some(args.asn_db.clone()))?;
@@ -231,6 +231,7 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<DemoSumm
                 (e.ts_ms, e.label.attacker, id.clone(), payload)
             })
             .collect();
+        let writer = TopicWriter::new(producer.clone(), topic.as_str());
         tokio::spawn(async move {
             for (ts, attacker, id, payload) in records {
                 let wait = ts - now_ms();
@@ -247,19 +248,9 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<DemoSumm
                         .entry(id.clone())
                         .or_insert_with(now_ms);
                 }
-                let mut record = FutureRecord::to(&topic)
-                    .key(id.as_bytes())
-                    .payload(&payload);
-                // A full local queue is the only reason to wait here.
-                loop {
-                    match producer.send_result(record) {
-                        Ok(_delivery) => break,
-                        Err((e, r)) => {
-                            tracing::debug!(error = %e, "demo producer queue full");
-                            record = r;
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                        }
-                    }
+                // Not awaited: a gateway's shipper does not wait either.
+                if let Err(e) = writer.queue_when_room(id.as_bytes(), &payload).await {
+                    tracing::warn!(error = %e, "demo: a request was not published");
                 }
             }
             let _ = rdkafka::producer::Producer::flush(&producer, Duration::from_secs(10));

@@ -10,7 +10,6 @@ mod explain;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
 pub use allowlist::{Allowlist, AllowlistError, AllowlistHandle, Entry, EntryKind};
@@ -18,7 +17,7 @@ pub use explain::{explain, ExplainedFeature, Explanation};
 
 use crate::features::{self, FeatureParams, Features, Population, TokenState, TokenStore};
 use crate::geo::{GeoCache, GeoHandle, Loaded, Lookup};
-use crate::model::{Model, Rule, Score};
+use crate::model::{Rule, Score};
 use crate::telemetry::{token_key, Event, TokenKey};
 
 /// What the verdict asks the response side to do.
@@ -94,15 +93,15 @@ pub struct DetectorStats {
     pub tracked: u64,
 }
 
-/// The model in use, swappable at run time.
-pub type ModelHandle = Arc<ArcSwap<Model>>;
+pub use crate::model::ModelHandle;
 
 pub struct Detector {
     store: TokenStore,
     geo: Arc<GeoHandle>,
     cache: GeoCache,
     population: Population,
-    model: ModelHandle,
+    /// None for feature replay (`train`), which never scores.
+    model: Option<ModelHandle>,
     allowlist: AllowlistHandle,
     params: DetectorParams,
     shortcut_hits: u64,
@@ -114,11 +113,21 @@ pub struct Detector {
 impl Detector {
     pub fn new(geo: Arc<GeoHandle>, model: ModelHandle, params: DetectorParams) -> Detector {
         Detector {
+            model: Some(model),
+            ..Detector::features_only(geo, params)
+        }
+    }
+
+    /// A detector that tracks tokens and extracts features but cannot score
+    /// ([`Detector::extract`] only): training replays data before a model
+    /// exists.
+    pub fn features_only(geo: Arc<GeoHandle>, params: DetectorParams) -> Detector {
+        Detector {
             store: TokenStore::new(params.max_tokens, params.idle_ttl_ms),
             cache: GeoCache::new(params.geo_cache),
             geo,
             population: Population::default(),
-            model,
+            model: None,
             allowlist: AllowlistHandle::default(),
             params,
             shortcut_hits: 0,
@@ -188,7 +197,7 @@ impl Detector {
 
     /// Scores one event. The heart of tokenwatch.
     pub fn observe(&mut self, event: &Event<'_>) -> Verdict {
-        let model = self.model.load_full();
+        let model = self.model().load_full();
         let suppressed = {
             let allow = self.allowlist.load();
             !allow.is_empty() && allow.is_subject(&event.sub)
@@ -252,8 +261,11 @@ impl Detector {
         &self.geo
     }
 
+    /// The scoring model. Scoring paths build their detector with one.
     pub fn model(&self) -> &ModelHandle {
-        &self.model
+        self.model
+            .as_ref()
+            .expect("a scoring detector is built with Detector::new")
     }
 
     pub fn allowlist(&self) -> &AllowlistHandle {

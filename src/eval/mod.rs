@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use crate::detect::{Detector, DetectorParams, ModelHandle};
+use crate::detect::{Detector, DetectorParams};
 use crate::geo::GeoHandle;
 use crate::sim::Label;
 use crate::telemetry::Event;
@@ -42,14 +42,13 @@ pub enum ReplayError {
     NoLabel { path: String, line: usize },
 }
 
-/// Feeds every line of a labelled NDJSON file to `sink` with a detector over
-/// `geo` and `model`; the sink decides whether to extract features (train)
-/// or score (eval). Returns the SHA-256 of the file's bytes.
+/// Feeds every line of a labelled NDJSON file to `sink` with `detector`;
+/// the sink decides whether to extract features (train) or score (eval).
+/// Returns the SHA-256 of the file's decompressed lines, each with its
+/// newline (the same data gives the same hash, gzipped or not).
 pub fn replay(
     path: &std::path::Path,
-    geo: Arc<GeoHandle>,
-    model: ModelHandle,
-    params: DetectorParams,
+    mut detector: Detector,
     mut sink: impl FnMut(&mut Detector, &Event<'_>, Label),
 ) -> Result<String, ReplayError> {
     use sha2::Digest;
@@ -65,7 +64,6 @@ pub fn replay(
         Box::new(file)
     };
     let mut hasher = sha2::Sha256::new();
-    let mut detector = Detector::new(geo, model, params);
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.map_err(|source| ReplayError::Io {
             path: p.clone(),
@@ -94,14 +92,15 @@ pub fn replay(
 }
 
 /// The training rows of a labelled file: each request's features and truth.
+/// Features only: no model is needed, or consulted.
 pub fn training_rows(
     path: &std::path::Path,
     geo: Arc<GeoHandle>,
-    model: ModelHandle,
     params: DetectorParams,
 ) -> Result<(Vec<crate::model::train::Row>, String), ReplayError> {
     let mut rows = Vec::new();
-    let sha = replay(path, geo, model, params, |d, event, label| {
+    let detector = Detector::features_only(geo, params);
+    let sha = replay(path, detector, |d, event, label| {
         let (token, features, _) = d.extract(event);
         rows.push(crate::model::train::Row {
             token,

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::baseline::TravelRule;
 use super::{replay, ReplayError};
-use crate::detect::{Action, DetectorParams, ModelHandle};
+use crate::detect::{Action, Detector, DetectorParams, ModelHandle};
 use crate::geo::GeoHandle;
 use crate::sim::Scenario;
 
@@ -189,26 +189,30 @@ pub fn evaluate(
     let mut rule = TravelRule::default();
     let mut requests = 0u64;
     let mut start_ms = None;
-    let sha = replay(path, geo, model, params, |d, event, label| {
-        requests += 1;
-        start_ms.get_or_insert(event.ts_ms);
-        let v = d.observe(event);
-        observe(
-            tw.entry(v.key).or_default(),
-            &label,
-            event.ts_ms,
-            v.score.score,
-            v.action == Action::Revoke,
-        );
-        let fired = rule.fires(v.key, event.ts_ms, &v.lookup);
-        observe(
-            base.entry(v.key).or_default(),
-            &label,
-            event.ts_ms,
-            f32::from(u8::from(fired)),
-            fired,
-        );
-    })?;
+    let sha = replay(
+        path,
+        Detector::new(geo, model, params),
+        |d, event, label| {
+            requests += 1;
+            start_ms.get_or_insert(event.ts_ms);
+            let v = d.observe(event);
+            observe(
+                tw.entry(v.key).or_default(),
+                &label,
+                event.ts_ms,
+                v.score.score,
+                v.action == Action::Revoke,
+            );
+            let fired = rule.fires(v.key, event.ts_ms, &v.lookup);
+            observe(
+                base.entry(v.key).or_default(),
+                &label,
+                event.ts_ms,
+                f32::from(u8::from(fired)),
+                fired,
+            );
+        },
+    )?;
     let counted_from = start_ms.unwrap_or(0) + warmup.as_millis() as i64;
     let sorted = |m: HashMap<u128, TokenOutcome>| {
         // A token stolen but never used by the thief inside the file (the

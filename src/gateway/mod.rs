@@ -29,7 +29,7 @@ use serde_json::Value;
 
 use crate::telemetry::{check_ts_ms, read_text, Event, TokenHasher};
 
-use crate::respond::Sealer;
+use crate::seal::Sealer;
 
 /// Reads one gateway format into telemetry.
 pub struct Normalizer {
@@ -170,7 +170,7 @@ impl Normalizer {
                 *x = Value::String("[redacted]".into());
             }
         }
-        crate::ingest::redact_value(&mut v);
+        crate::telemetry::redact_value(&mut v);
         serde_json::to_vec(&v).expect("value serialises")
     }
 }

@@ -16,7 +16,7 @@ use base64::{DecodeSliceError, Engine};
 use serde_json::Value;
 
 use super::{GatewayError, JwtVerifier};
-use crate::respond::Sealer;
+use crate::seal::Sealer;
 use crate::telemetry::TokenHasher;
 
 /// The claims tokenwatch uses. Claims a gateway logs as fields of their own

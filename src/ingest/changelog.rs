@@ -22,9 +22,10 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Message, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
+use crate::decide;
+use crate::decide::SharedDetector;
 use crate::features::TokenState;
 use crate::metrics::Metrics;
-use crate::respond::{self, SharedDetector};
 use crate::telemetry::TokenKey;
 
 /// Token keys are already uniform hashes: fold, don't hash again.
@@ -169,7 +170,7 @@ impl Changelog {
                 .and_then(|p| serde_json::from_slice::<Entry>(p).ok())
             {
                 if let Ok(key) = u128::from_str_radix(&e.key, 16) {
-                    taken += usize::from(respond::lock(detector).restore(key, e.state));
+                    taken += usize::from(decide::lock(detector).restore(key, e.state));
                 }
             }
             if msg.offset() + 1 >= high {
@@ -187,7 +188,7 @@ impl Changelog {
             return;
         }
         let batch: Vec<(TokenKey, i32, Vec<u8>)> = {
-            let d = respond::lock(detector);
+            let d = decide::lock(detector);
             self.dirty
                 .drain()
                 .filter_map(|(key, partition)| {

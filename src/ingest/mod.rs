@@ -3,11 +3,11 @@
 //! cannot be handled; commits on rebalance and shutdown.
 
 pub mod changelog;
+mod client;
 mod consumer;
 mod context;
 mod deadletter;
 pub mod denylist;
-mod kafka;
 mod normalize;
 mod revoke;
 mod score;
@@ -15,8 +15,8 @@ mod window;
 
 pub use consumer::{run, Handled, Handler, IngestConsumer, LoopStats, Transient};
 pub use context::{IngestContext, Readiness};
-pub use deadletter::{redact, redact_value};
-pub use kafka::{consumer_config, producer_config, until_delivered};
+
+pub use client::{consumer_config, producer_config};
 pub use normalize::NormalizeHandler;
 pub use revoke::RevocationHandler;
 pub use score::ScoringHandler;

@@ -6,25 +6,22 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use futures::FutureExt;
 use rdkafka::message::BorrowedMessage;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use rdkafka::Message;
 
 use super::consumer::{Handled, Handler, Transient};
 use super::deadletter;
-use super::kafka::until_delivered;
 use crate::gateway::Normalizer;
+use crate::kafka::TopicWriter;
 use crate::metrics::Metrics;
 
 pub struct NormalizeHandler {
     gateways: HashMap<String, Normalizer>,
-    producer: FutureProducer,
-    // Shared with every record's delivery task: a count, not a copy.
-    telemetry_topic: Arc<str>,
-    deadletter_topic: String,
+    telemetry: TopicWriter,
+    deadletters: TopicWriter,
     metrics: Arc<Metrics>,
 }
 
@@ -38,9 +35,8 @@ impl NormalizeHandler {
     ) -> NormalizeHandler {
         NormalizeHandler {
             gateways,
-            producer,
-            telemetry_topic: telemetry_topic.into(),
-            deadletter_topic,
+            telemetry: TopicWriter::new(producer.clone(), telemetry_topic),
+            deadletters: TopicWriter::new(producer, deadletter_topic),
             metrics,
         }
     }
@@ -60,26 +56,12 @@ impl Handler for NormalizeHandler {
                 self.metrics
                     .normalize_seconds
                     .observe(start.elapsed().as_secs_f64());
-                let record = FutureRecord::to(&self.telemetry_topic)
-                    .key(t.token_id.as_bytes())
-                    .payload(&json);
-                let queued = self.producer.send_result(record).map_err(|(e, _)| e);
-                let (producer, topic, metrics) = (
-                    self.producer.clone(),
-                    self.telemetry_topic.clone(),
-                    self.metrics.clone(),
-                );
-                let key = t.token_id.into_owned();
+                let delivered =
+                    self.telemetry
+                        .deliver(t.token_id.as_bytes().to_vec(), json, "telemetry");
+                let metrics = self.metrics.clone();
                 Ok(Handled::InFlight(tokio::spawn(async move {
-                    let again = || {
-                        producer
-                            .send(
-                                FutureRecord::to(&topic).key(key.as_bytes()).payload(&json),
-                                Duration::from_secs(30),
-                            )
-                            .map(|r| r.map(|_| ()).map_err(|(e, _)| e))
-                    };
-                    until_delivered(queued, again, "telemetry").await;
+                    delivered.await;
                     metrics.records_normalized.inc();
                     true
                 })))
@@ -87,16 +69,9 @@ impl Handler for NormalizeHandler {
             Err(e) => {
                 let reason = e.reason();
                 let safe = n.redact(payload);
-                deadletter::publish_payload(
-                    &self.producer,
-                    &self.deadletter_topic,
-                    msg,
-                    &safe,
-                    reason,
-                    &e.to_string(),
-                )
-                .await
-                .map_err(|e| Transient(format!("dead-letter topic: {e}")))?;
+                deadletter::publish_payload(&self.deadletters, msg, &safe, reason, &e.to_string())
+                    .await
+                    .map_err(|e| Transient(format!("dead-letter topic: {e}")))?;
                 self.metrics
                     .normalize_rejected
                     .with_label_values(&[reason])

@@ -13,14 +13,15 @@ use tokio::sync::mpsc;
 
 use super::consumer::{Handled, Handler, Transient};
 use super::deadletter;
+use crate::decide::Decision;
 use crate::journal::Audit;
+use crate::kafka::TopicWriter;
 use crate::metrics::Metrics;
-use crate::respond::{Decision, Revoker, Settled};
+use crate::respond::{Revoker, Settled};
 
 pub struct RevocationHandler {
     revoker: Revoker,
-    producer: FutureProducer,
-    deadletter_topic: String,
+    deadletters: TopicWriter,
     metrics: Arc<Metrics>,
     audit: Arc<Audit>,
     observer: Option<mpsc::UnboundedSender<Settled>>,
@@ -37,8 +38,7 @@ impl RevocationHandler {
     ) -> RevocationHandler {
         RevocationHandler {
             revoker,
-            producer,
-            deadletter_topic,
+            deadletters: TopicWriter::new(producer, deadletter_topic),
             metrics,
             audit,
             observer,
@@ -51,15 +51,9 @@ impl Handler for RevocationHandler {
         let decision: Decision = match serde_json::from_slice(msg.payload().unwrap_or_default()) {
             Ok(d) => d,
             Err(e) => {
-                deadletter::publish(
-                    &self.producer,
-                    &self.deadletter_topic,
-                    msg,
-                    "decision_json",
-                    &e.to_string(),
-                )
-                .await
-                .map_err(|e| Transient(format!("dead-letter topic: {e}")))?;
+                deadletter::publish(&self.deadletters, msg, "decision_json", &e.to_string())
+                    .await
+                    .map_err(|e| Transient(format!("dead-letter topic: {e}")))?;
                 self.metrics
                     .deadletters
                     .with_label_values(&["decision_json"])
@@ -89,7 +83,7 @@ impl Handler for RevocationHandler {
             .with_label_values(&[if pending { "pending" } else { "settled" }])
             .observe(settled.took.as_secs_f64());
         self.metrics
-            .set_brake(&self.revoker.controls().brake.status());
+            .set_brake(self.revoker.controls().brake.status().holding());
         tracing::info!(
             token_id = %settled.decision.token_id,
             revoked = settled.revoked(),

@@ -17,18 +17,22 @@ use super::consumer::{Handled, Handler, Transient};
 use super::context::Readiness;
 use super::deadletter;
 use crate::clock::now_ms;
+use crate::decide;
+use crate::decide::{Flagger, SharedDetector};
+use crate::detect::DetectorStats;
 use crate::gateway::Normalizer;
+use crate::kafka::TopicWriter;
 use crate::metrics::Metrics;
-use crate::respond::{self, Flagger, SharedDetector};
 use crate::telemetry::Event;
 
 pub struct ScoringHandler {
     detector: SharedDetector,
-    producer: FutureProducer,
-    deadletter_topic: String,
+    deadletters: TopicWriter,
     flagger: Arc<Flagger>,
     metrics: Arc<Metrics>,
     since_stats: u32,
+    /// The detector's counters as last exported, to add only the increase.
+    last_stats: DetectorStats,
     /// Topics of gateway logs, read through their adapter.
     gateways: HashMap<String, Normalizer>,
     /// Per-token state written to / read back from `kafka.state_topic`.
@@ -45,11 +49,11 @@ impl ScoringHandler {
     ) -> ScoringHandler {
         ScoringHandler {
             detector,
-            producer,
-            deadletter_topic,
+            deadletters: TopicWriter::new(producer, deadletter_topic),
             flagger,
             metrics,
             since_stats: 0,
+            last_stats: DetectorStats::default(),
             gateways: HashMap::new(),
             changelog: None,
         }
@@ -83,21 +87,8 @@ impl ScoringHandler {
         error: &str,
     ) -> Result<Handled, Transient> {
         let published = match payload {
-            Some(p) => {
-                deadletter::publish_payload(
-                    &self.producer,
-                    &self.deadletter_topic,
-                    msg,
-                    p,
-                    reason,
-                    error,
-                )
-                .await
-            }
-            None => {
-                deadletter::publish(&self.producer, &self.deadletter_topic, msg, reason, error)
-                    .await
-            }
+            Some(p) => deadletter::publish_payload(&self.deadletters, msg, p, reason, error).await,
+            None => deadletter::publish(&self.deadletters, msg, reason, error).await,
         };
         published.map_err(|e| Transient(format!("dead-letter topic: {e}")))?;
         self.metrics
@@ -113,6 +104,33 @@ impl ScoringHandler {
             "record dead-lettered"
         );
         Ok(Handled::Done)
+    }
+
+    /// Folds the detector's own counters into the exported ones.
+    fn observe_detector(&mut self, s: DetectorStats) {
+        let last = &mut self.last_stats;
+        let d = |now: u64, before: u64| now.saturating_sub(before);
+        self.metrics
+            .geo_lookups
+            .with_label_values(&["shortcut"])
+            .inc_by(d(s.geo_shortcut_hits, last.geo_shortcut_hits));
+        self.metrics
+            .geo_lookups
+            .with_label_values(&["cache_hit"])
+            .inc_by(d(s.geo_cache_hits, last.geo_cache_hits));
+        self.metrics
+            .geo_lookups
+            .with_label_values(&["database"])
+            .inc_by(d(s.geo_cache_misses, last.geo_cache_misses));
+        self.metrics
+            .tokens_evicted
+            .inc_by(d(s.evicted, last.evicted));
+        self.metrics
+            .tokens_expired
+            .inc_by(d(s.expired, last.expired));
+        self.metrics.tokens_tracked.set(s.tracked as i64);
+        self.metrics.events_late.inc_by(d(s.late, last.late));
+        *last = s;
     }
 }
 
@@ -149,7 +167,7 @@ impl Handler for ScoringHandler {
                 }
             },
         };
-        let scored = respond::score(&self.detector, &event, false);
+        let scored = decide::score(&self.detector, &event, false);
         let verdict = scored.verdict;
         if let Some((log, _)) = &mut self.changelog {
             log.touched(verdict.key, msg.partition());
@@ -193,7 +211,7 @@ impl Handler for ScoringHandler {
 
     fn tick(&mut self) {
         self.since_stats = 0;
-        let stats = respond::lock(&self.detector).stats();
-        self.metrics.observe_detector(stats);
+        let stats = decide::lock(&self.detector).stats();
+        self.observe_detector(stats);
     }
 }

@@ -3,12 +3,11 @@
 //! target, and published to the audit topic before the action is reported
 //! done.
 
-use std::time::Duration;
-
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use serde::{Deserialize, Serialize};
 
 use super::ring::{Page, Ring};
+use crate::kafka::TopicWriter;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct AuditEntry {
@@ -25,7 +24,7 @@ pub struct AuditEntry {
 
 pub struct Audit {
     ring: Ring<AuditEntry>,
-    sink: Option<(FutureProducer, String)>,
+    sink: Option<TopicWriter>,
 }
 
 impl Audit {
@@ -41,7 +40,7 @@ impl Audit {
     pub fn with_topic(cap: usize, producer: FutureProducer, topic: String) -> Audit {
         Audit {
             ring: Ring::new(cap),
-            sink: Some((producer, topic)),
+            sink: Some(TopicWriter::new(producer, topic)),
         }
     }
 
@@ -77,16 +76,9 @@ impl Audit {
             detail = %entry.detail,
             "audit"
         );
-        if let Some((producer, topic)) = &self.sink {
+        if let Some(writer) = &self.sink {
             let payload = serde_json::to_vec(&entry).expect("audit entry serialises");
-            let mut record = FutureRecord::to(topic).payload(&payload);
-            if let Some(t) = token_id {
-                record = record.key(t.as_bytes());
-            }
-            producer
-                .send(record, Duration::from_secs(30))
-                .await
-                .map_err(|(e, _)| e)?;
+            writer.send(token_id.map(str::as_bytes), &payload).await?;
         }
         Ok(entry)
     }

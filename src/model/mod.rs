@@ -3,6 +3,7 @@
 //! `tokenwatch train` with linfa; scoring is pure.
 
 mod artifact;
+mod reload;
 mod rules;
 mod score;
 pub mod train;
@@ -11,5 +12,6 @@ pub use artifact::{
     Family, HoldoutMetrics, ModelArtifact, ModelError, PopulationModel, TrainingInfo,
     ARTIFACT_FORMAT,
 };
+pub use reload::{reload, ModelHandle};
 pub use rules::Rule;
 pub use score::{transform, Contribution, Model, Score, NOVELTY, TOP_K};

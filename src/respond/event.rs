@@ -7,8 +7,8 @@
 use serde::Serialize;
 use serde_json::json;
 
-use super::revoker::TargetOutcome;
-use super::Decision;
+use super::outcome::TargetOutcome;
+use crate::decide::Decision;
 
 /// CAEP 1.0 `session-revoked`.
 pub const CAEP_SESSION_REVOKED: &str =

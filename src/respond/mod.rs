@@ -4,30 +4,27 @@
 //! at the IdP, the edge denylist; then alert events and webhooks.
 
 pub mod brake;
-mod decision;
 mod denylist;
 mod event;
-mod flag;
 pub mod http;
 mod logout;
+mod outcome;
 mod policy;
 mod revoker;
 mod rfc7009;
-mod seal;
+mod targets;
 pub mod webhook;
 
 pub use brake::{Brake, BrakeLimits, BrakeStatus};
-pub use decision::{Decision, MANUAL_RULE};
 pub use denylist::{DenyEntry, Denylist};
 pub use event::{sign_set, AlertEvent, CAEP_SESSION_REVOKED, TOKENWATCH_FLAGGED};
-pub use flag::{lock, score, Flagger, Outbox, Scored, SharedDetector};
 pub use http::{CallError, RetryPolicy};
 pub use logout::{LogoutAuth, LogoutParams, Preset, Subject, SubjectLogout, PLACEHOLDERS};
+pub use outcome::{Outcome, Settled, TargetOutcome};
 pub use policy::{Controls, Mode, ModeSwitch, Overrides};
-pub use revoker::{
-    AlertFormat, AlertsTarget, DenylistTarget, Outcome, Revoker, Settled, TargetOutcome, Targets,
-    TopicWriter, ALERTS, DENYLIST, RFC7009,
-};
+pub use revoker::Revoker;
 pub use rfc7009::{ClientAuth, Rfc7009Client, Rfc7009Params};
-pub use seal::{SealError, Sealer};
+pub use targets::{
+    AlertFormat, AlertsTarget, DenylistTarget, Targets, ALERTS, DENYLIST, RESERVED, RFC7009,
+};
 pub use webhook::{Webhook, WebhookParams};

@@ -16,213 +16,21 @@
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use lru::LruCache;
 use prometheus::IntGauge;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use serde::Serialize;
 
-use super::decision::{Decision, MANUAL_RULE};
-use super::denylist::{DenyEntry, Denylist};
+use super::denylist::DenyEntry;
 use super::event::{sign_set, AlertEvent};
-use super::http::CallError;
-use super::logout::{Subject, SubjectLogout};
+use super::logout::Subject;
+use super::outcome::{Outcome, Settled, TargetOutcome};
 use super::policy::{Controls, Mode};
-use super::rfc7009::Rfc7009Client;
-use super::seal::Sealer;
-use super::webhook::Webhook;
+use super::targets::{self, AlertFormat, Targets, ALERTS, DENYLIST, RFC7009};
 use crate::clock::now_ms;
+use crate::decide::{Decision, MANUAL_RULE};
 use crate::detect::Action;
-
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum Outcome {
-    /// The authorization server or IdP accepted the revocation.
-    Revoked { attempts: u32 },
-    /// On the edge denylist: the gateway refuses the token from now on.
-    Denied,
-    /// The alert event or webhook was delivered.
-    Delivered { attempts: u32 },
-    /// Policy said not to act (shadow or alert mode, or an alert-level
-    /// decision for a revoking target).
-    NotActed { mode: &'static str },
-    /// The brake against mass revocation held it; an operator reviews it
-    /// and revokes by hand (`POST /v1/tokens/{id}/revoke`) if it stands.
-    Braked,
-    /// Already acted on (a replayed or duplicate decision, or a subject
-    /// already logged out).
-    Duplicate,
-    /// Nothing here can revoke it (no handle, no endpoint, a template value
-    /// the decision lacks).
-    Unrevocable { why: String },
-    /// The handle would not open (wrong key, tampered, other token id).
-    BadHandle { why: String },
-    /// The server refused, or retries ran out.
-    Failed { why: String, permanent: bool },
-    /// Not tried yet: waits for the targets before it (the denylist entry
-    /// is written once the others have settled).
-    Waiting,
-}
-
-impl Outcome {
-    /// Label for `tokenwatch_revocations_total{outcome}`.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Outcome::Revoked { .. } => "revoked",
-            Outcome::Denied => "denied",
-            Outcome::Delivered { .. } => "delivered",
-            Outcome::NotActed { .. } => "not_acted",
-            Outcome::Braked => "braked",
-            Outcome::Duplicate => "duplicate",
-            Outcome::Unrevocable { .. } => "unrevocable",
-            Outcome::BadHandle { .. } => "bad_handle",
-            Outcome::Failed {
-                permanent: true, ..
-            } => "rejected",
-            Outcome::Failed {
-                permanent: false, ..
-            } => "gave_up",
-            Outcome::Waiting => "waiting",
-        }
-    }
-
-    /// Something now stops the token.
-    pub fn revoked(&self) -> bool {
-        matches!(self, Outcome::Revoked { .. } | Outcome::Denied)
-    }
-
-    /// May succeed if tried again later.
-    pub fn pending(&self) -> bool {
-        matches!(
-            self,
-            Outcome::Failed {
-                permanent: false,
-                ..
-            } | Outcome::Waiting
-        )
-    }
-
-    fn of_call(result: Result<u32, CallError>, ok: fn(u32) -> Outcome) -> Outcome {
-        match result {
-            Ok(attempts) => ok(attempts),
-            Err(CallError::Impossible(why)) => Outcome::Unrevocable { why },
-            Err(e) => Outcome::Failed {
-                permanent: !e.retryable(),
-                why: e.to_string(),
-            },
-        }
-    }
-}
-
-/// What one target did with one decision.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct TargetOutcome {
-    pub target: String,
-    #[serde(flatten)]
-    pub outcome: Outcome,
-}
-
-/// The settled decision, with what every target did and how long it took.
-#[derive(Clone, Debug, Serialize)]
-pub struct Settled {
-    pub decision: Decision,
-    pub outcomes: Vec<TargetOutcome>,
-    pub took: Duration,
-    /// Wall-clock time the outcomes were known, ms since the epoch.
-    pub settled_at_ms: i64,
-}
-
-impl Settled {
-    pub fn outcome_of(&self, target: &str) -> Option<&Outcome> {
-        self.outcomes
-            .iter()
-            .find(|o| o.target == target)
-            .map(|o| &o.outcome)
-    }
-
-    /// A target may still succeed: the decision must be tried again.
-    pub fn pending(&self) -> bool {
-        self.outcomes.iter().any(|o| o.outcome.pending())
-    }
-
-    /// Something now stops the token.
-    pub fn revoked(&self) -> bool {
-        self.outcomes.iter().any(|o| o.outcome.revoked())
-    }
-}
-
-/// One Kafka topic a target writes to.
-#[derive(Clone)]
-pub struct TopicWriter {
-    producer: FutureProducer,
-    topic: String,
-}
-
-impl TopicWriter {
-    pub fn new(producer: FutureProducer, topic: String) -> TopicWriter {
-        TopicWriter { producer, topic }
-    }
-
-    /// Returns once the broker has the record.
-    pub async fn send(&self, key: &str, payload: &[u8]) -> Result<(), CallError> {
-        self.producer
-            .send(
-                FutureRecord::to(&self.topic).key(key).payload(payload),
-                Duration::from_secs(30),
-            )
-            .await
-            .map(|_| ())
-            .map_err(|(e, _)| CallError::Transport(format!("topic {}: {e}", self.topic)))
-    }
-}
-
-pub struct DenylistTarget {
-    pub writer: TopicWriter,
-    pub set: Arc<Denylist>,
-    /// How long to deny a token whose expiry is unknown.
-    pub max_ttl: Duration,
-}
-
-#[derive(Clone)]
-pub enum AlertFormat {
-    Json,
-    /// RFC 8417 Security Event Token, HS256-signed.
-    Set {
-        issuer: String,
-        audience: Option<String>,
-        key: Vec<u8>,
-    },
-}
-
-pub struct AlertsTarget {
-    pub writer: TopicWriter,
-    pub format: AlertFormat,
-}
-
-/// Everything the revoker may call; any may be absent.
-#[derive(Default)]
-pub struct Targets {
-    pub rfc7009: Option<Rfc7009Client>,
-    pub logouts: Vec<SubjectLogout>,
-    pub denylist: Option<DenylistTarget>,
-    pub alerts: Option<AlertsTarget>,
-    pub webhooks: Vec<Webhook>,
-}
-
-impl Targets {
-    /// Just RFC 7009 (tests and tools).
-    pub fn rfc7009(client: Option<Rfc7009Client>) -> Targets {
-        Targets {
-            rfc7009: client,
-            ..Targets::default()
-        }
-    }
-}
-
-pub const RFC7009: &str = "rfc7009";
-pub const DENYLIST: &str = "denylist";
-pub const ALERTS: &str = "alerts";
+use crate::seal::Sealer;
 
 pub struct Revoker {
     controls: Arc<Controls>,
@@ -285,13 +93,13 @@ impl Revoker {
         let mut outcomes = Vec::new();
         if self.done.contains(&d.decision_id) {
             outcomes.push(TargetOutcome {
-                target: "decision".into(),
+                target: targets::DECISION.into(),
                 outcome: Outcome::Duplicate,
             });
         } else if mode == Mode::Shadow {
             // Shadow: score and record only; nothing leaves tokenwatch.
             outcomes.push(TargetOutcome {
-                target: "policy".into(),
+                target: targets::POLICY.into(),
                 outcome: Outcome::NotActed { mode: "shadow" },
             });
         } else {
@@ -362,6 +170,12 @@ impl Revoker {
                 outcome: o,
             });
         }
+        self.log_out(d, out).await;
+        self.deny(d, now, out).await;
+    }
+
+    /// Subject logout at each configured IdP, once per tenant and subject.
+    async fn log_out(&mut self, d: &Decision, out: &mut Vec<TargetOutcome>) {
         for i in 0..self.targets.logouts.len() {
             let l = &self.targets.logouts[i];
             let key = format!(
@@ -389,40 +203,45 @@ impl Revoker {
                 outcome: o,
             });
         }
-        if let Some(dl) = &self.targets.denylist {
-            // Published once the other revoking targets are settled, so a
-            // token on the denylist means "settled" to every instance.
-            let o = if out.iter().any(|o| o.outcome.pending()) {
-                Outcome::Waiting
-            } else {
-                let until_ms = d
-                    .token_exp
-                    .map(|exp| exp.saturating_mul(1000))
-                    .filter(|&until| until > now)
-                    .unwrap_or(now + dl.max_ttl.as_millis() as i64);
-                let entry = DenyEntry {
-                    token_id: d.token_id.clone(),
-                    decision_id: d.decision_id.clone(),
-                    revoked_at_ms: now,
-                    until_ms,
-                };
-                let payload = serde_json::to_vec(&entry).expect("entry serialises");
-                match dl.writer.send(&d.token_id, &payload).await {
-                    Ok(()) => {
-                        dl.set.insert(&entry);
-                        Outcome::Denied
-                    }
-                    Err(e) => Outcome::Failed {
-                        why: e.to_string(),
-                        permanent: false,
-                    },
-                }
+    }
+
+    /// The edge denylist entry, published once the other revoking targets
+    /// are settled, so a token on the denylist means "settled" to every
+    /// instance.
+    async fn deny(&mut self, d: &Decision, now: i64, out: &mut Vec<TargetOutcome>) {
+        let Some(dl) = &self.targets.denylist else {
+            return;
+        };
+        let o = if out.iter().any(|o| o.outcome.pending()) {
+            Outcome::Waiting
+        } else {
+            let until_ms = d
+                .token_exp
+                .map(|exp| exp.saturating_mul(1000))
+                .filter(|&until| until > now)
+                .unwrap_or(now + dl.max_ttl.as_millis() as i64);
+            let entry = DenyEntry {
+                token_id: d.token_id.clone(),
+                decision_id: d.decision_id.clone(),
+                revoked_at_ms: now,
+                until_ms,
             };
-            out.push(TargetOutcome {
-                target: DENYLIST.into(),
-                outcome: o,
-            });
-        }
+            let payload = serde_json::to_vec(&entry).expect("entry serialises");
+            match targets::send(&dl.writer, &d.token_id, &payload).await {
+                Ok(()) => {
+                    dl.set.insert(&entry);
+                    Outcome::Denied
+                }
+                Err(e) => Outcome::Failed {
+                    why: e.to_string(),
+                    permanent: false,
+                },
+            }
+        };
+        out.push(TargetOutcome {
+            target: DENYLIST.into(),
+            outcome: o,
+        });
     }
 
     async fn rfc7009(&self, d: &Decision) -> Outcome {
@@ -481,7 +300,9 @@ impl Revoker {
                         .into_bytes(),
                 };
                 Outcome::of_call(
-                    a.writer.send(&d.token_id, &payload).await.map(|()| 1),
+                    targets::send(&a.writer, &d.token_id, &payload)
+                        .await
+                        .map(|()| 1),
                     |attempts| Outcome::Delivered { attempts },
                 )
             };

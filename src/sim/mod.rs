@@ -5,6 +5,7 @@
 //! Labels travel in a separate `label` object that the telemetry parser never
 //! reads. Same seed, same parameters, same database → same bytes.
 
+mod output;
 mod population;
 mod scenario;
 
@@ -12,6 +13,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+pub use output::{publish, write_file};
 pub use population::{City, World};
 pub use scenario::{generate, Scenario, SimParams};
 

@@ -39,16 +39,18 @@ pub enum Scenario {
 
 impl Scenario {
     pub fn is_attack(self) -> bool {
-        matches!(
-            self,
-            Scenario::ReplayForeign
-                | Scenario::Concurrent
-                | Scenario::ProxySameCountry
-                | Scenario::BurstScrape
-                | Scenario::LowAndSlow
-                | Scenario::ReplayAfterLogout
-        )
+        Scenario::ATTACKS.contains(&self)
     }
+
+    /// The thefts, in the order reports list them.
+    pub const ATTACKS: [Scenario; 6] = [
+        Scenario::ReplayForeign,
+        Scenario::Concurrent,
+        Scenario::ProxySameCountry,
+        Scenario::BurstScrape,
+        Scenario::LowAndSlow,
+        Scenario::ReplayAfterLogout,
+    ];
 
     pub const ALL: [Scenario; 11] = [
         Scenario::LegitHome,
@@ -56,12 +58,12 @@ impl Scenario {
         Scenario::LegitVpn,
         Scenario::LegitAutomation,
         Scenario::LegitFlight,
-        Scenario::ReplayForeign,
-        Scenario::Concurrent,
-        Scenario::ProxySameCountry,
-        Scenario::BurstScrape,
-        Scenario::LowAndSlow,
-        Scenario::ReplayAfterLogout,
+        Scenario::ATTACKS[0],
+        Scenario::ATTACKS[1],
+        Scenario::ATTACKS[2],
+        Scenario::ATTACKS[3],
+        Scenario::ATTACKS[4],
+        Scenario::ATTACKS[5],
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -300,18 +302,7 @@ fn user_timeline(g: &mut Gen<'_>, user: &User, p: &SimParams) {
         };
         g.next_token += 1;
         let attack = if user.kind != Scenario::LegitAutomation && g.rng.gen_bool(p.attack_share) {
-            Some(
-                *[
-                    Scenario::ReplayForeign,
-                    Scenario::Concurrent,
-                    Scenario::ProxySameCountry,
-                    Scenario::BurstScrape,
-                    Scenario::LowAndSlow,
-                    Scenario::ReplayAfterLogout,
-                ]
-                .choose(&mut g.rng)
-                .expect("non-empty"),
-            )
+            Some(*Scenario::ATTACKS.choose(&mut g.rng).expect("non-empty"))
         } else {
             None
         };

@@ -4,6 +4,7 @@
 mod error;
 mod identity;
 mod record;
+mod redact;
 mod write;
 
 pub use error::{JsonError, TelemetryError};
@@ -11,3 +12,4 @@ pub use identity::{keyed_token_id, looks_like_raw_token, token_key, TokenHasher,
 pub use record::{
     check_token_id, check_ts_ms, parse_rfc3339_ms, read_text, Event, MAX_TOKEN_ID_LEN,
 };
+pub use redact::{redact, redact_value};

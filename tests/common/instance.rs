@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokenwatch::config::Config;
+use tokenwatch::decide::Decision;
 use tokenwatch::metrics::Metrics;
-use tokenwatch::respond::Decision;
 use tokenwatch::serve::{serve, Hooks, ServeError, ServeReport};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;

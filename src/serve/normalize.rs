@@ -8,15 +8,14 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use rdkafka::consumer::Consumer;
 use rdkafka::producer::FutureProducer;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use super::{build, http, tasks, ServeError, Supervisor};
 use crate::config::Config;
-use crate::ingest::{self, IngestConsumer, IngestContext, LoopStats, NormalizeHandler, Readiness};
+use crate::ingest::{self, LoopStats, NormalizeHandler, Readiness};
 use crate::metrics::Metrics;
-use crate::serve::ServeError;
 
 #[derive(Default)]
 pub struct NormalizeHooks {
@@ -34,28 +33,40 @@ pub async fn normalize(
     let readiness = Arc::new(Readiness::default());
     // Nothing to load: ready as soon as partitions are assigned.
     readiness.model_loaded.store(true, Ordering::Release);
+    let mut tasks: Supervisor<Option<LoopStats>> = Supervisor::new(shutdown.clone());
     let group = format!("{}.normalize", cfg.kafka.group_id);
-    let consumer: IngestConsumer = ingest::consumer_config(&cfg.kafka, &group)
-        .create_with_context(IngestContext {
-            readiness: Some(readiness.clone()),
-            name: "normalize",
-            metrics: Some(metrics.clone()),
-        })?;
     let topics: Vec<&str> = cfg
         .gateway
         .inputs
         .iter()
         .map(|i| i.topic.as_str())
         .collect();
-    consumer.subscribe(&topics)?;
+    let consumer = build::consumer(
+        &cfg,
+        &group,
+        &topics,
+        "normalize",
+        Some(readiness.clone()),
+        metrics.clone(),
+    )?;
     let producer: FutureProducer = ingest::producer_config(&cfg.kafka).create()?;
-    let (verifier, jwks) = crate::serve::jwt_verifier(&cfg, true, &metrics, &shutdown);
-    let adapters = crate::serve::gateway_adapters(&cfg, &cfg.gateway.inputs, verifier);
+    let (verifier, jwks) = tasks::jwt_verifier(&cfg, true, &metrics, &shutdown);
+    if let Some(j) = jwks {
+        tasks.spawn("jwks", async move {
+            j.await;
+            None
+        });
+    }
+    let adapters = build::gateway_adapters(&cfg, &cfg.gateway.inputs, verifier);
 
     tracing::info!(topics = ?topics, "normalize: reading gateway topics");
     let app = crate::api::ops_app(metrics.clone(), readiness);
-    let http =
-        crate::serve::serve_http(cfg.http.listen, app, hooks.http_bound, shutdown.clone()).await?;
+    let listener = http::bind(cfg.http.listen, hooks.http_bound).await?;
+    let stop = shutdown.clone();
+    tasks.spawn("http", async move {
+        http::run(listener, app, stop).await;
+        None
+    });
 
     let handler = NormalizeHandler::new(
         adapters,
@@ -64,17 +75,19 @@ pub async fn normalize(
         cfg.kafka.deadletter_topic.clone(),
         metrics.clone(),
     );
-    let stats = ingest::run(
-        Arc::new(consumer),
+    let normalized = ingest::run(
+        consumer,
         handler,
         cfg.kafka.commit_interval,
         shutdown,
         metrics,
-    )
-    .await;
-    let _ = http.await;
-    if let Some(t) = jwks {
-        let _ = t.await;
-    }
+    );
+    tasks.spawn("normalize", async move { Some(normalized.await) });
+    let stats = tasks
+        .wait()
+        .await?
+        .into_iter()
+        .find_map(|(_, s)| s)
+        .unwrap_or_default();
     Ok(stats)
 }

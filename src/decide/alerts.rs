@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::ring::{Page, Ring};
+use super::Decision;
 use crate::detect::{Action, ExplainedFeature, Explanation, Verdict};
 use crate::features::FEATURE_NAMES;
-use crate::respond::Decision;
+use crate::journal::{Page, Ring};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Alert {

@@ -1,12 +1,6 @@
-//! librdkafka client settings tokenwatch relies on, in one place, and the
-//! retry of a produced record nobody else will retry.
-
-use std::future::Future;
-use std::time::Duration;
+//! librdkafka client settings tokenwatch relies on, in one place.
 
 use rdkafka::config::ClientConfig;
-use rdkafka::error::KafkaError;
-use rdkafka::producer::DeliveryFuture;
 
 use crate::config::KafkaConfig;
 
@@ -48,32 +42,4 @@ pub fn producer_config(k: &KafkaConfig) -> ClientConfig {
         c.set(key, value);
     }
     c
-}
-
-/// Waits for a queued record's acknowledgement and, while it fails, sends
-/// it `again` with backoff: for outputs left in flight, which nobody else
-/// will retry. Gives up only when its task is aborted.
-pub async fn until_delivered<F, Fut>(
-    queued: Result<DeliveryFuture, KafkaError>,
-    mut again: F,
-    what: &'static str,
-) where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<(), KafkaError>>,
-{
-    let mut result = match queued {
-        Ok(delivery) => match delivery.await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err((e, _))) => Err(e),
-            Err(_) => Err(KafkaError::Canceled),
-        },
-        Err(e) => Err(e),
-    };
-    let mut backoff = Duration::from_millis(50);
-    while let Err(error) = result {
-        tracing::warn!(%error, topic = what, "not acknowledged yet; retrying");
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(10));
-        result = again().await;
-    }
 }

@@ -1,104 +1,37 @@
-//! Flagging: one verdict that escalates becomes a decision in the decision
-//! log (the outbox), an alert and an audit entry. The Kafka path and
-//! `POST /v1/score` both come through here, so a token flagged either way is
-//! treated the same.
+//! The hand-off of a decision: the decision log (the outbox) first, then,
+//! once the broker has it, the alert, the audit entry and the metrics.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer};
 use tokio::sync::mpsc;
 
-use super::Decision;
-use crate::clock::now_ms;
-use crate::detect::{explain, Action, Detector, Explanation, Verdict};
-use crate::ingest::until_delivered;
-use crate::journal::{Alerts, Audit};
+use super::{Alerts, Decision};
+use crate::detect::{Explanation, Verdict};
+use crate::journal::Audit;
+use crate::kafka::{acknowledged, until_delivered, TopicWriter};
 use crate::metrics::Metrics;
-use crate::telemetry::Event;
-
-/// The detector as the Kafka consumer and the HTTP API share it. The lock is
-/// held for one `observe` (about a microsecond) and never across an await.
-pub type SharedDetector = Arc<Mutex<Detector>>;
-
-pub fn lock(d: &SharedDetector) -> std::sync::MutexGuard<'_, Detector> {
-    // The core does not panic on any input (property-tested); if it ever
-    // did, the state is still consistent per token, so carry on.
-    d.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// What scoring one event produced.
-pub struct Scored {
-    pub verdict: Verdict,
-    /// Present when `explain_all` was asked for, or the token escalated.
-    pub explanation: Option<Explanation>,
-    /// Present when the token escalated to alert or revoke.
-    pub decision: Option<Decision>,
-    /// Present with the explanation (not read on the quiet path: it would
-    /// cost an allocation per event).
-    pub model_version: Option<String>,
-}
-
-/// Scores `event` under the detector's lock and, if the token escalates,
-/// writes the decision (not yet published).
-pub fn score(detector: &SharedDetector, event: &Event<'_>, explain_all: bool) -> Scored {
-    let mut det = lock(detector);
-    let verdict = det.observe(event);
-    let flag = verdict.escalated && verdict.action != Action::None;
-    let (explanation, model_version) = if flag || explain_all {
-        let geo = det.geo().load();
-        let version = det.model().load().version().to_owned();
-        (Some(explain(&verdict, event.ip, &geo.db)), Some(version))
-    } else {
-        (None, None)
-    };
-    drop(det);
-    let decision = flag.then(|| {
-        Decision::from_explained(
-            event,
-            &verdict,
-            explanation.as_ref().expect("explained when flagged"),
-            model_version.as_deref().expect("read when flagged"),
-            now_ms(),
-        )
-    });
-    Scored {
-        verdict,
-        explanation,
-        decision,
-        model_version,
-    }
-}
 
 /// The decision log.
 #[derive(Clone)]
-pub struct Outbox {
-    producer: FutureProducer,
-    topic: String,
-}
+pub struct Outbox(TopicWriter);
 
 impl Outbox {
     pub fn new(producer: FutureProducer, topic: String) -> Outbox {
-        Outbox { producer, topic }
+        Outbox(TopicWriter::new(producer, topic))
     }
 
     /// Returns once the broker has the decision.
     pub async fn publish(&self, d: &Decision) -> Result<(), KafkaError> {
-        match self.enqueue(d)?.await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err((e, _))) => Err(e),
-            Err(_) => Err(KafkaError::Canceled),
-        }
+        acknowledged(self.enqueue(d)?).await
     }
 
     /// Queues the decision in the producer now (so decisions keep the order
     /// they were made in); the future resolves once the broker has it.
     fn enqueue(&self, d: &Decision) -> Result<DeliveryFuture, KafkaError> {
         let payload = serde_json::to_vec(d).expect("decision serialises");
-        let record = FutureRecord::to(&self.topic)
-            .key(d.token_id.as_bytes())
-            .payload(&payload);
-        self.producer.send_result(record).map_err(|(e, _)| e)
+        self.0.queue(d.token_id.as_bytes(), &payload)
     }
 }
 

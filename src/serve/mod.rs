@@ -1,0 +1,272 @@
+//! `tokenwatch serve` and `tokenwatch normalize`: the wiring. Each role
+//! builds its parts from the configuration ([`build`]), binds its listener
+//! ([`http`]), and runs its loops and background tasks ([`tasks`]) under one
+//! [`Supervisor`]: one cancellation stops them all, and one that fails stops
+//! the process.
+
+mod build;
+mod http;
+pub mod normalize;
+mod supervisor;
+mod tasks;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rdkafka::producer::FutureProducer;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AdminToken, AllowlistStore, AppState, Service};
+use crate::config::Config;
+use crate::decide::{Alerts, Decision, Flagger, Outbox};
+use crate::detect::Detector;
+use crate::geo::{GeoError, GeoHandle};
+use crate::ingest::{self, LoopStats, Readiness, RevocationHandler, ScoringHandler};
+use crate::journal::Audit;
+use crate::metrics::Metrics;
+use crate::model::{Model, ModelArtifact, ModelError, ModelHandle};
+use crate::respond::{Brake, Controls, Denylist, Settled};
+use crate::telemetry::TokenHasher;
+
+pub use normalize::{normalize, NormalizeHooks};
+pub use supervisor::{Supervisor, TaskFailed};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Geo(#[from] GeoError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("http listener on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("revocation client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error(transparent)]
+    Allowlist(#[from] api::allowlist::AllowlistFileError),
+    #[error(transparent)]
+    Task(#[from] TaskFailed),
+}
+
+/// Optional taps for the demo and tests.
+#[derive(Default)]
+pub struct Hooks {
+    pub decisions: Option<mpsc::UnboundedSender<Decision>>,
+    pub settled: Option<mpsc::UnboundedSender<Settled>>,
+    /// Receives the HTTP address once bound (useful with port 0).
+    pub http_bound: Option<oneshot::Sender<SocketAddr>>,
+    /// Share a metrics registry with the caller.
+    pub metrics: Option<Arc<Metrics>>,
+}
+
+/// What ran, for the caller's summary.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ServeReport {
+    pub scored: LoopStats,
+    pub settled: LoopStats,
+}
+
+/// The consumer loops report what they handled; other tasks report nothing.
+type Ended = Option<LoopStats>;
+
+/// Geo databases and the model, loaded before anything connects, so a bad
+/// file is a start-up error naming it.
+fn load(cfg: &Config, metrics: &Metrics) -> Result<(Arc<GeoHandle>, ModelHandle), ServeError> {
+    let geo = GeoHandle::open(cfg.geo.city_db.clone(), cfg.geo.asn_db.clone())?;
+    metrics
+        .geo_build_epoch
+        .set(geo.load().db.build_epoch() as f64);
+    let model = Model::new(ModelArtifact::load(&cfg.model_path)?);
+    metrics.set_model_version(model.version());
+    Ok((geo, Arc::new(ArcSwap::from_pointee(model))))
+}
+
+pub async fn serve(
+    cfg: Config,
+    shutdown: CancellationToken,
+    hooks: Hooks,
+) -> Result<ServeReport, ServeError> {
+    let metrics = hooks.metrics.unwrap_or_default();
+    let readiness = Arc::new(Readiness::default());
+    let mut tasks: Supervisor<Ended> = Supervisor::new(shutdown.clone());
+
+    let (geo, model) = load(&cfg, &metrics)?;
+    metrics.set_mode(cfg.respond.mode.as_str());
+    readiness.model_loaded.store(true, Ordering::Release);
+
+    let producer: FutureProducer = ingest::producer_config(&cfg.kafka).create()?;
+    let score_topics: Vec<&str> = std::iter::once(cfg.kafka.telemetry_topic.as_str())
+        .chain(cfg.gateway.direct_inputs().iter().map(|i| i.topic.as_str()))
+        .collect();
+    let score_consumer = build::consumer(
+        &cfg,
+        &cfg.kafka.group_id,
+        &score_topics,
+        "score",
+        Some(readiness.clone()),
+        metrics.clone(),
+    )?;
+    let revoke_group = format!("{}.revoker", cfg.kafka.group_id);
+    let revoke_consumer = build::consumer(
+        &cfg,
+        &revoke_group,
+        &[&cfg.kafka.decisions_topic],
+        "revoke",
+        None,
+        metrics.clone(),
+    )?;
+
+    let allowlist = match &cfg.allowlist_file {
+        Some(path) => api::allowlist::load_file(path)?,
+        None => Default::default(),
+    };
+    metrics
+        .allowlist_entries
+        .set(allowlist.entries().len() as i64);
+    let allowlist = AllowlistStore::new(
+        Arc::new(ArcSwap::from_pointee(allowlist)),
+        cfg.allowlist_file.clone(),
+    );
+    let detector = Arc::new(std::sync::Mutex::new(
+        Detector::new(geo.clone(), model.clone(), cfg.detect.clone())
+            .with_allowlist(allowlist.handle.clone()),
+    ));
+    let audit = Arc::new(Audit::with_topic(
+        10_000,
+        producer.clone(),
+        cfg.kafka.audit_topic.clone(),
+    ));
+    let flagger = Arc::new(Flagger::new(
+        Outbox::new(producer.clone(), cfg.kafka.decisions_topic.clone()),
+        Arc::new(Alerts::default()),
+        audit.clone(),
+        metrics.clone(),
+        hooks.decisions,
+    ));
+    let controls = Arc::new(
+        Controls::new(cfg.respond.mode, Brake::new(cfg.respond.brake))
+            .with_overrides(cfg.respond.overrides.clone()),
+    );
+    metrics.set_brake(controls.brake.status().holding());
+
+    let direct = cfg.gateway.direct_inputs();
+    let (verifier, jwks) = tasks::jwt_verifier(
+        &cfg,
+        !direct.is_empty() || cfg.respond.denylist.is_some(),
+        &metrics,
+        &shutdown,
+    );
+    if let Some(j) = jwks {
+        tasks.spawn("jwks", async move {
+            j.await;
+            None
+        });
+    }
+    let denylist = Arc::new(Denylist::default());
+    let edge = cfg.respond.denylist.map(|_| api::EdgeCheck {
+        denylist: denylist.clone(),
+        hasher: TokenHasher::new(&cfg.gateway.hash_key),
+        verifier: verifier.clone(),
+    });
+    if cfg.respond.denylist.is_some() {
+        let follow = ingest::denylist::follow(
+            cfg.kafka.clone(),
+            cfg.kafka.denylist_topic.clone(),
+            denylist.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        );
+        tasks.spawn("denylist", async move {
+            follow.await;
+            None
+        });
+    }
+
+    let app = api::app(AppState {
+        metrics: metrics.clone(),
+        readiness: readiness.clone(),
+        service: Arc::new(Service {
+            detector: detector.clone(),
+            flagger: flagger.clone(),
+            controls: controls.clone(),
+            allowlist,
+            model_path: cfg.model_path.clone(),
+            admin_token: cfg.http.admin_token.as_deref().map(AdminToken::new),
+            max_body_bytes: cfg.http.max_body_bytes,
+            edge,
+        }),
+    });
+    let listener = http::bind(cfg.http.listen, hooks.http_bound).await?;
+    let stop = shutdown.clone();
+    tasks.spawn("http", async move {
+        http::run(listener, app, stop).await;
+        None
+    });
+
+    let (m, stop) = (metrics.clone(), shutdown.clone());
+    tasks.spawn("geo reload", async move {
+        tasks::watch_geo(geo, m, stop).await;
+        None
+    });
+    let (path, m, stop) = (cfg.model_path.clone(), metrics.clone(), shutdown.clone());
+    tasks.spawn("model reload", async move {
+        tasks::reload_model_on_hangup(model, path, m, stop).await;
+        None
+    });
+
+    let gateways = build::gateway_adapters(&cfg, direct, verifier);
+    let changelog = build::state_changelog(&cfg, &producer).await;
+    let scoring = ScoringHandler::new(
+        detector,
+        producer.clone(),
+        cfg.kafka.deadletter_topic.clone(),
+        flagger,
+        metrics.clone(),
+    )
+    .with_gateways(gateways)
+    .with_changelog(changelog, readiness.clone());
+    let revoker = build::revoker(&cfg, controls, &producer, &denylist, &metrics)?;
+    let revoking = RevocationHandler::new(
+        revoker,
+        producer,
+        cfg.kafka.deadletter_topic.clone(),
+        metrics.clone(),
+        audit,
+        hooks.settled,
+    );
+
+    let interval = cfg.kafka.commit_interval;
+    let scored = ingest::run(
+        score_consumer,
+        scoring,
+        interval,
+        shutdown.clone(),
+        metrics.clone(),
+    );
+    tasks.spawn("score", async move { Some(scored.await) });
+    let settled = ingest::run(
+        revoke_consumer,
+        revoking,
+        interval,
+        shutdown.clone(),
+        metrics,
+    );
+    tasks.spawn("revoke", async move { Some(settled.await) });
+
+    let mut report = ServeReport::default();
+    for (name, stats) in tasks.wait().await? {
+        match (name, stats) {
+            ("score", Some(s)) => report.scored = s,
+            ("revoke", Some(s)) => report.settled = s,
+            _ => {}
+        }
+    }
+    Ok(report)
+}

@@ -1,0 +1,129 @@
+//! Background tasks of a running instance: model reload on SIGHUP, geo
+//! database reload when a file is replaced, and the issuer's signing keys
+//! kept fresh. Each runs until shutdown under the supervisor.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::gateway::JwtVerifier;
+use crate::geo::GeoHandle;
+use crate::metrics::Metrics;
+use crate::model::ModelHandle;
+
+/// `kill -HUP` reloads the model file.
+pub async fn reload_model_on_hangup(
+    handle: ModelHandle,
+    path: std::path::PathBuf,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = hup.recv() => { let _ = crate::model::reload(&handle, &path, &metrics); }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    shutdown.cancelled().await;
+}
+
+/// The JWT verifier when `gateway.jwks_url` is set and something derives
+/// token ids (`needed`), and the task that keeps its keys fresh.
+pub fn jwt_verifier(
+    cfg: &Config,
+    needed: bool,
+    metrics: &Arc<Metrics>,
+    shutdown: &CancellationToken,
+) -> (
+    Option<Arc<JwtVerifier>>,
+    Option<impl std::future::Future<Output = ()> + Send + 'static>,
+) {
+    let verifier = cfg.gateway.jwks_url.as_ref().filter(|_| needed).map(|url| {
+        Arc::new(JwtVerifier::with_keys(
+            url.clone(),
+            jsonwebtoken::jwk::JwkSet { keys: Vec::new() },
+        ))
+    });
+    let task = verifier
+        .clone()
+        .map(|v| refresh_jwks(v, metrics.clone(), shutdown.clone()));
+    (verifier, task)
+}
+
+/// Keeps the issuer's keys fresh: every 30 s until the first success (until
+/// then no JWT verifies, and tokens are known by their keyed hash), then
+/// every 10 minutes for rotations.
+async fn refresh_jwks(v: Arc<JwtVerifier>, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("a default HTTP client builds");
+    let mut loaded = false;
+    loop {
+        match v.refresh(&client).await {
+            Ok(n) => {
+                metrics.jwks_refreshes.with_label_values(&["ok"]).inc();
+                tracing::info!(keys = n, "JWKS loaded");
+                loaded = true;
+            }
+            Err(e) => {
+                metrics.jwks_refreshes.with_label_values(&["error"]).inc();
+                tracing::error!(error = %e, loaded, "JWKS fetch failed; JWTs that do not verify are known by their keyed hash");
+            }
+        }
+        let wait = if loaded { 600 } else { 30 };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(wait)) => {}
+        }
+    }
+}
+
+/// Reloads the geo databases when a file is replaced (atomic rename gives
+/// it a new modification time), without stopping the consumers.
+pub async fn watch_geo(geo: Arc<GeoHandle>, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+    let stamp = |geo: &GeoHandle| -> Vec<Option<SystemTime>> {
+        geo.city_paths()
+            .iter()
+            .map(|p| p.as_path())
+            .chain(geo.asn_path())
+            .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+            .collect()
+    };
+    let mut last = stamp(&geo);
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = stamp(&geo);
+        if now == last {
+            continue;
+        }
+        last = now;
+        match geo.reload() {
+            Ok(generation) => {
+                metrics.geo_reloads.with_label_values(&["ok"]).inc();
+                metrics
+                    .geo_build_epoch
+                    .set(geo.load().db.build_epoch() as f64);
+                tracing::info!(generation, "geo databases reloaded");
+            }
+            Err(e) => {
+                metrics.geo_reloads.with_label_values(&["error"]).inc();
+                tracing::error!(error = %e, "geo reload failed; keeping the loaded databases");
+            }
+        }
+    }
+}
