@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
+use common::kafka::create_mock_topics;
 use common::*;
 use http_body_util::BodyExt;
 use rdkafka::mocking::MockCluster;
@@ -45,9 +46,7 @@ fn fixture_with(admin: Option<&str>, brake: Brake) -> Fixture {
     let mut raw = RawConfig::default();
     raw.kafka.brokers = cluster.bootstrap_servers();
     let kafka = raw.validate().expect("config").kafka;
-    for t in [&kafka.decisions_topic, &kafka.audit_topic] {
-        cluster.create_topic(t, 1, 1).expect("topic");
-    }
+    create_mock_topics(&cluster, &kafka, 1);
     let producer: FutureProducer = ingest::producer_config(&kafka).create().expect("producer");
     let dir = tempfile::tempdir().expect("tempdir");
     let model_path = dir.path().join("model.json");

@@ -6,20 +6,16 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::instance::{self, Instance};
+use common::kafka::{create_mock_topics, produce};
 use common::*;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
 use tokenwatch::config::{Config, RawConfig};
 use tokenwatch::decide::Decision;
-use tokenwatch::metrics::Metrics;
 use tokenwatch::respond::Mode;
-use tokenwatch::serve::{serve, Hooks};
-use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::mpsc;
 
 fn config(brokers: &str, state_topic: &str) -> Config {
     let mut raw = RawConfig::default();
@@ -31,62 +27,21 @@ fn config(brokers: &str, state_topic: &str) -> Config {
     raw.validate().unwrap()
 }
 
-/// A telemetry record at wall-clock time minus `ago_s`, for a live token.
+/// A request by the victim's token `ago_s` seconds ago.
 fn live(token: &str, ago_s: i64, ip: &str, agent: &str) -> Vec<u8> {
-    let now_ms = tokenwatch::clock::now_ms();
-    serde_json::to_vec(&serde_json::json!({
-        "ts": now_ms - ago_s * 1000, "token_id": token, "sub": "victim", "ip": ip,
-        "user_agent": agent, "method": "GET", "path": "/v1/orders", "status": 200,
-        "token_iat": now_ms / 1000 - 3600, "token_exp": now_ms / 1000 + 3600,
-    }))
-    .unwrap()
+    common::live(token, "victim", ago_s, ip, agent)
 }
 
-struct Instance {
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<
-        Result<tokenwatch::serve::ServeReport, tokenwatch::serve::ServeError>,
-    >,
-    metrics: Arc<Metrics>,
-    decisions: mpsc::UnboundedReceiver<Decision>,
-}
-
-async fn start(cfg: &Config) -> Instance {
-    let stop = CancellationToken::new();
-    let metrics = Arc::new(Metrics::new());
+/// An instance (the shared fixture) with its decisions, once ready.
+async fn start(cfg: &Config) -> (Instance, mpsc::UnboundedReceiver<Decision>) {
     let (dtx, decisions) = mpsc::unbounded_channel();
-    let (btx, brx) = oneshot::channel();
-    let task = tokio::spawn(serve(
-        cfg.clone(),
-        stop.clone(),
-        Hooks {
-            decisions: Some(dtx),
-            settled: None,
-            http_bound: Some(btx),
-            metrics: Some(metrics.clone()),
-        },
-    ));
-    wait_ready(brx.await.unwrap()).await;
-    Instance {
-        stop,
-        task,
-        metrics,
-        decisions,
-    }
+    let i = instance::start(cfg.clone(), dtx).await;
+    wait_ready(i.http).await;
+    (i, decisions)
 }
 
 async fn send(brokers: &str, topic: &str, token: &str, record: Vec<u8>) {
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    producer
-        .send(
-            FutureRecord::to(topic).key(token).payload(&record),
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
+    produce(brokers, topic, &[(token.to_owned(), record)]).await;
 }
 
 /// A's first request, A gone, B's impossible second one: B's decisions.
@@ -103,14 +58,14 @@ async fn failover(
     let brokers = cluster.bootstrap_servers();
     let cfg = config(&brokers, state_topic);
     let k = cfg.kafka.clone();
-    cluster.create_topic(&k.telemetry_topic, 2, 1).unwrap();
-    cluster.create_topic("tokenwatch.state", 2, 1).unwrap();
-    for t in [&k.decisions_topic, &k.deadletter_topic, &k.audit_topic] {
-        cluster.create_topic(t, 1, 1).unwrap();
+    create_mock_topics(&cluster, &k, 2);
+    if state_topic.is_empty() {
+        // The same topics as with the changelog, so only its use differs.
+        cluster.create_topic("tokenwatch.state", 2, 1).unwrap();
     }
 
     let t = Instant::now();
-    let a = start(&cfg).await;
+    let (a, _) = start(&cfg).await;
     eprintln!("A ready in {:?}", t.elapsed());
     let t = Instant::now();
     send(
@@ -137,7 +92,7 @@ async fn failover(
     eprintln!("A stopped in {:?}", t.elapsed());
 
     let t = Instant::now();
-    let mut b = start(&cfg).await;
+    let (b, mut decisions) = start(&cfg).await;
     eprintln!("B ready in {:?}", t.elapsed());
     send(
         &brokers,
@@ -147,11 +102,17 @@ async fn failover(
     )
     .await;
     let t = Instant::now();
-    let d = tokio::time::timeout(Duration::from_secs(10), b.decisions.recv())
+    // B must have scored the request: a B that read nothing would also
+    // decide nothing, and prove nothing about the changelog.
+    wait_until("B scored the second request", 20, || {
+        b.metrics.events_consumed.get() >= 1
+    })
+    .await;
+    let d = tokio::time::timeout(Duration::from_secs(5), decisions.recv())
         .await
         .ok()
         .flatten();
-    eprintln!("B decided in {:?}", t.elapsed());
+    eprintln!("B scored and decided in {:?}", t.elapsed());
     b.stop.cancel();
     (cluster, b, d)
 }
@@ -184,13 +145,9 @@ async fn partitions_handed_over_in_a_rebalance_keep_their_tokens_history() {
     // the successor learns, it learns from the rebalance alone.
     cfg.kafka.commit_interval = Duration::from_secs(120);
     let k = cfg.kafka.clone();
-    cluster.create_topic(&k.telemetry_topic, 2, 1).unwrap();
-    cluster.create_topic("tokenwatch.state", 2, 1).unwrap();
-    for t in [&k.decisions_topic, &k.deadletter_topic, &k.audit_topic] {
-        cluster.create_topic(t, 1, 1).unwrap();
-    }
+    create_mock_topics(&cluster, &k, 2);
     let token = |i: usize| format!("moving-{i}");
-    let mut a = start(&cfg).await;
+    let (a, mut a_decisions) = start(&cfg).await;
     for i in 0..TOKENS {
         let t = token(i);
         send(
@@ -206,7 +163,7 @@ async fn partitions_handed_over_in_a_rebalance_keep_their_tokens_history() {
     })
     .await;
     // B joins: the group moves one of A's two partitions to it.
-    let mut b = start(&cfg).await;
+    let (b, mut b_decisions) = start(&cfg).await;
     for i in 0..TOKENS {
         let t = token(i);
         send(&brokers, &k.telemetry_topic, &t, live(&t, 0, SYDNEY, TOOL)).await;
@@ -215,8 +172,8 @@ async fn partitions_handed_over_in_a_rebalance_keep_their_tokens_history() {
     let deadline = Instant::now() + Duration::from_secs(30);
     while decided.len() < TOKENS && Instant::now() < deadline {
         tokio::select! {
-            Some(d) = a.decisions.recv() => { decided.insert(d.token_id, "A"); }
-            Some(d) = b.decisions.recv() => { decided.insert(d.token_id, "B"); }
+            Some(d) = a_decisions.recv() => { decided.insert(d.token_id, "A"); }
+            Some(d) = b_decisions.recv() => { decided.insert(d.token_id, "B"); }
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
     }

@@ -91,7 +91,7 @@ fn a_real_flight_is_not_impossible_travel() {
     observe(&mut d, "t5", 0.0, PARIS, BROWSER);
     let v = observe(&mut d, "t5", 8.5 * 3600.0, NEW_YORK, BROWSER);
     assert!(v.score.rule.is_none(), "{v:?}");
-    assert!(v.features.values[0] < 1000.0);
+    assert!(v.features.values[idx::VELOCITY] < 1000.0);
 }
 
 #[test]

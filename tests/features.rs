@@ -8,7 +8,7 @@ use std::num::NonZeroUsize;
 
 use proptest::prelude::*;
 use tokenwatch::features::{
-    observe, FeatureParams, Population, TokenState, TokenStore, MAX_SPEED_KMH, N_FEATURES,
+    idx, observe, FeatureParams, Population, TokenState, TokenStore, MAX_SPEED_KMH, N_FEATURES,
 };
 use tokenwatch::geo::{Country, Location, Lookup, Unlocated};
 use tokenwatch::telemetry::Event;
@@ -74,7 +74,7 @@ proptest! {
             for (i, v) in f.values.iter().enumerate() {
                 prop_assert!(v.is_finite(), "feature {} = {}", i, v);
             }
-            prop_assert!(f.values[0] >= 0.0 && f64::from(f.values[0]) <= MAX_SPEED_KMH);
+            prop_assert!(f.values[idx::VELOCITY] >= 0.0 && f64::from(f.values[idx::VELOCITY]) <= MAX_SPEED_KMH);
             prop_assert!(state.rate_short >= 0.0 && state.rate_long >= 0.0);
         }
     }
@@ -86,8 +86,8 @@ proptest! {
         let ip = IpAddr::V4(Ipv4Addr::new(81, 2, 0, 1));
         for i in 0..n {
             let f = observe(&mut state, &event(1_795_428_000_000 + i as i64 * dt, ip, AGENTS[0]), lookup(0, 50.0), &params, &mut pop);
-            prop_assert_eq!(f.values[0], 0.0);
-            prop_assert_eq!(f.values[4], 0.0, "never impossible");
+            prop_assert_eq!(f.values[idx::VELOCITY], 0.0);
+            prop_assert_eq!(f.values[idx::IMPOSSIBLE], 0.0, "never impossible");
         }
     }
 }
@@ -113,7 +113,7 @@ fn zero_and_negative_deltas_do_not_explode_or_fake_a_burst() {
         &params,
         &mut pop,
     );
-    assert_eq!(f64::from(f.values[0]), MAX_SPEED_KMH);
+    assert_eq!(f64::from(f.values[idx::VELOCITY]), MAX_SPEED_KMH);
     // An hour-old event is late: scored, but it moves no rate.
     let before = state.rate_short;
     let f = observe(
@@ -142,7 +142,11 @@ fn token_context_reports_age_expiry_and_count() {
         &mut pop,
     );
     assert_eq!(
-        (f.values[17], f.values[18], f.values[19]),
+        (
+            f.values[idx::TOKEN_AGE],
+            f.values[idx::TO_EXP],
+            f.values[idx::REQUESTS]
+        ),
         (30.0, 30.0, 1.0)
     );
     let f = observe(
@@ -153,7 +157,11 @@ fn token_context_reports_age_expiry_and_count() {
         &mut pop,
     );
     assert_eq!(
-        (f.values[17], f.values[18], f.values[19]),
+        (
+            f.values[idx::TOKEN_AGE],
+            f.values[idx::TO_EXP],
+            f.values[idx::REQUESTS]
+        ),
         (70.0, -10.0, 2.0)
     );
 }

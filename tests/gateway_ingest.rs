@@ -5,9 +5,10 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use common::instance::{self, Instance};
+use common::kafka::create_mock_topics;
 use common::*;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -15,9 +16,7 @@ use rdkafka::ClientConfig;
 use tokenwatch::config::RawConfig;
 use tokenwatch::decide::Decision;
 use tokenwatch::seal::Sealer;
-use tokenwatch::serve::{serve, Hooks};
-use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::mpsc;
 
 const STOLEN: &str = "stolen-opaque-token-3f9a1c77d2e4";
 const OTHER: &str = "other-users-token-b81c0e55aa19";
@@ -59,31 +58,16 @@ async fn a_stolen_token_in_nginx_logs_is_flagged_and_never_leaks() {
     .unwrap()];
     let cfg = raw.validate().unwrap();
     let k = cfg.kafka.clone();
-    for (t, p) in [
-        (&k.telemetry_topic, 2),
-        (&"nginx.access".to_owned(), 3),
-        (&k.decisions_topic, 1),
-        (&k.deadletter_topic, 1),
-        (&k.audit_topic, 1),
-    ] {
-        cluster.create_topic(t, p, 1).unwrap();
-    }
+    create_mock_topics(&cluster, &k, 2);
+    cluster.create_topic("nginx.access", 3, 1).unwrap();
 
     let (dtx, mut drx) = mpsc::unbounded_channel::<Decision>();
-    let (btx, brx) = oneshot::channel();
-    let metrics = Arc::new(tokenwatch::metrics::Metrics::new());
-    let stop = CancellationToken::new();
-    let service = tokio::spawn(serve(
-        cfg.clone(),
-        stop.clone(),
-        Hooks {
-            decisions: Some(dtx),
-            settled: None,
-            http_bound: Some(btx),
-            metrics: Some(metrics.clone()),
-        },
-    ));
-    let http = brx.await.unwrap();
+    let Instance {
+        metrics: _,
+        stop,
+        task: service,
+        http,
+    } = instance::start(cfg.clone(), dtx).await;
 
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", cluster.bootstrap_servers())

@@ -9,11 +9,12 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::kafka::{create_mock_topics, produce};
 use common::*;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use tokenwatch::config::{Config, KafkaConfig, RawConfig};
 use tokenwatch::decide::Alerts;
@@ -39,21 +40,6 @@ fn kafka_config(brokers: &str) -> KafkaConfig {
     cfg.kafka
 }
 
-async fn produce(brokers: &str, topic: &str, records: &[(String, Vec<u8>)]) {
-    let p: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .expect("producer");
-    for (key, payload) in records {
-        p.send(
-            FutureRecord::to(topic).key(key).payload(payload),
-            Duration::from_secs(5),
-        )
-        .await
-        .expect("produced");
-    }
-}
-
 /// A one-broker mock cluster with tokenwatch's topics (telemetry on three
 /// partitions) and the matching configuration.
 fn cluster() -> (
@@ -62,9 +48,7 @@ fn cluster() -> (
 ) {
     let cluster = MockCluster::new(1).expect("mock cluster");
     let k = kafka_config(&cluster.bootstrap_servers());
-    cluster.create_topic(&k.telemetry_topic, 3, 1).unwrap();
-    cluster.create_topic(&k.deadletter_topic, 1, 1).unwrap();
-    cluster.create_topic(&k.decisions_topic, 1, 1).unwrap();
+    create_mock_topics(&cluster, &k, 3);
     (cluster, k)
 }
 
@@ -246,7 +230,7 @@ async fn good_records_are_scored_malformed_ones_dead_lettered_and_offsets_commit
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_consumer_killed_mid_stream_skips_no_record_after_restart() {
+async fn a_consumer_task_aborted_mid_stream_skips_no_record_after_restart() {
     let (_cluster, k) = cluster(); // keeps the mock cluster alive
     let records = good_records(300);
     produce(&k.brokers, &k.telemetry_topic, &records).await;
@@ -433,7 +417,7 @@ async fn an_output_in_flight_holds_the_offsets_back_but_not_the_reading() {
 async fn a_crash_with_an_output_in_flight_reads_its_record_again() {
     let (_cluster, k) = cluster();
     let (_seen, _never, task, _stop) = one_partition_of_thirty(&k).await;
-    task.abort(); // kill -9 before the decision was acknowledged
+    task.abort(); // aborted in-process before the decision was acknowledged
     let _ = task.await;
     let metrics = Arc::new(Metrics::new());
     let seen = Arc::new(Mutex::new(Vec::new()));

@@ -3,6 +3,8 @@
 
 mod common;
 
+use tokenwatch::features::idx;
+
 use common::*;
 use tokenwatch::detect::DetectorParams;
 use tokenwatch::model::train::{self, Row, TrainParams};
@@ -87,9 +89,9 @@ fn the_population_family_trains_without_a_single_attack() {
     };
     assert!(median < 0.8, "median legitimate score {median}");
     let mut odd = legit[0].features;
-    odd.values[0] = 20_000.0;
-    odd.values[2] = 15_000.0;
-    odd.values[14] = 40.0;
+    odd.values[idx::VELOCITY] = 20_000.0;
+    odd.values[idx::DISTANCE] = 15_000.0;
+    odd.values[idx::BURST] = 40.0;
     let s = m.score(&odd);
     assert!(s.model_score > 0.99, "{s:?}");
     let top: Vec<&str> = s.top.iter().flatten().map(|c| c.feature).collect();

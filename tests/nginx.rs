@@ -16,14 +16,14 @@ use std::time::{Duration, Instant};
 
 use axum::routing::get;
 use axum::Router;
+use common::instance::{self, Instance};
+use common::kafka::create_mock_topics;
 use common::*;
 use rdkafka::mocking::MockCluster;
 use tokenwatch::config::RawConfig;
 use tokenwatch::respond::Mode;
 use tokenwatch::seal::Sealer;
-use tokenwatch::serve::{serve, Hooks};
-use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
+use tokenwatch::serve::Hooks;
 
 const STOLEN: &str = "victims-opaque-token-7c1e2b90aa";
 const OTHER: &str = "victims-other-token-44d0f1e3b2";
@@ -127,28 +127,14 @@ async fn nginx_refuses_a_stolen_token_once_tokenwatch_flags_it() {
     .unwrap()];
     let cfg = raw.validate().unwrap();
     let k = cfg.kafka.clone();
-    for t in [
-        &k.telemetry_topic,
-        &"nginx.access".to_owned(),
-        &k.decisions_topic,
-        &k.deadletter_topic,
-        &k.audit_topic,
-        &k.denylist_topic,
-        &k.alerts_topic,
-    ] {
-        cluster.create_topic(t, 1, 1).unwrap();
-    }
-    let stop = CancellationToken::new();
-    let (btx, brx) = oneshot::channel();
-    let service = tokio::spawn(serve(
-        cfg,
-        stop.clone(),
-        Hooks {
-            http_bound: Some(btx),
-            ..Hooks::default()
-        },
-    ));
-    let tokenwatch = brx.await.unwrap();
+    create_mock_topics(&cluster, &k, 1);
+    cluster.create_topic("nginx.access", 1, 1).unwrap();
+    let Instance {
+        stop,
+        task: service,
+        http: tokenwatch,
+        ..
+    } = instance::start_with(cfg, Hooks::default()).await;
 
     let upstream = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let upstream_addr = upstream.local_addr().unwrap();

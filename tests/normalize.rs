@@ -9,6 +9,8 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::instance;
+use common::kafka::create_mock_topics;
 use common::*;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -16,9 +18,8 @@ use rdkafka::ClientConfig;
 use tokenwatch::config::{Config, RawConfig};
 use tokenwatch::decide::Decision;
 use tokenwatch::metrics::Metrics;
-use tokenwatch::serve::{normalize, NormalizeHooks};
 use tokenwatch::respond::Mode;
-use tokenwatch::serve::{serve, Hooks};
+use tokenwatch::serve::{normalize, NormalizeHooks};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -57,10 +58,7 @@ async fn two_instances_behind_normalize_detect_a_split_impossible_pair_once() {
     let cfg = config(&brokers);
     let k = cfg.kafka.clone();
     cluster.create_topic(RAW, 3, 1).unwrap();
-    cluster.create_topic(&k.telemetry_topic, 4, 1).unwrap();
-    for t in [&k.decisions_topic, &k.deadletter_topic, &k.audit_topic] {
-        cluster.create_topic(t, 1, 1).unwrap();
-    }
+    create_mock_topics(&cluster, &k, 4);
     let stop = CancellationToken::new();
 
     let (ntx, nrx) = oneshot::channel();
@@ -77,18 +75,9 @@ async fn two_instances_behind_normalize_detect_a_split_impossible_pair_once() {
     let mut instances = Vec::new();
     let mut addrs = vec![nrx.await.unwrap()];
     for _ in 0..2 {
-        let (btx, brx) = oneshot::channel();
-        instances.push(tokio::spawn(serve(
-            cfg.clone(),
-            stop.clone(),
-            Hooks {
-                decisions: Some(dtx.clone()),
-                settled: None,
-                http_bound: Some(btx),
-                metrics: None,
-            },
-        )));
-        addrs.push(brx.await.unwrap());
+        let i = instance::start(cfg.clone(), dtx.clone()).await;
+        addrs.push(i.http);
+        instances.push(i);
     }
     for a in &addrs {
         wait_ready(*a).await;
@@ -150,6 +139,7 @@ async fn two_instances_behind_normalize_detect_a_split_impossible_pair_once() {
     stop.cancel();
     let _ = norm.await;
     for i in instances {
-        let _ = i.await;
+        i.stop.cancel();
+        let _ = i.task.await;
     }
 }

@@ -16,6 +16,8 @@ use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::instance::{self, Instance};
+use common::kafka::{create_mock_topics, planned};
 use common::*;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -25,10 +27,9 @@ use tokenwatch::clock::now_ms;
 use tokenwatch::config::RawConfig;
 use tokenwatch::respond::{Mode, Outcome, Settled, RFC7009};
 use tokenwatch::seal::Sealer;
-use tokenwatch::serve::{serve, Hooks};
+use tokenwatch::serve::Hooks;
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::mpsc;
 
 const TW_SECRET: &str = "tokenwatch-secret-0123456789";
 const VICTIM_SECRET: &str = "victim-secret-0123456789";
@@ -161,30 +162,21 @@ async fn a_stolen_opaque_token_is_revoked_at_a_real_authorization_server() {
     raw.gateway.hash_key = HASH_KEY.into();
     let cfg = raw.validate().unwrap();
     let k = cfg.kafka.clone();
-    let topics = [
-        &k.telemetry_topic,
-        &k.decisions_topic,
-        &k.deadletter_topic,
-        &k.audit_topic,
-        &k.denylist_topic,
-        &k.alerts_topic,
-    ];
-    for t in topics {
-        cluster.create_topic(t, 1, 1).unwrap();
-    }
+    create_mock_topics(&cluster, &k, 4);
     let (stx, mut srx) = mpsc::unbounded_channel::<Settled>();
-    let (btx, brx) = oneshot::channel();
-    let stop = CancellationToken::new();
-    let service = tokio::spawn(serve(
+    let Instance {
+        stop,
+        task: service,
+        http: tw,
+        ..
+    } = instance::start_with(
         cfg,
-        stop.clone(),
         Hooks {
             settled: Some(stx),
-            http_bound: Some(btx),
             ..Hooks::default()
         },
-    ));
-    let tw = brx.await.unwrap();
+    )
+    .await;
 
     // The producer's side: a keyed id and a sealed handle, never the token.
     let token_id = tokenwatch::telemetry::keyed_token_id(HASH_KEY.as_bytes(), &stolen);
@@ -268,8 +260,8 @@ async fn a_stolen_opaque_token_is_revoked_at_a_real_authorization_server() {
     }
     assert!(views[0].contains(&token_id), "{}", views[0]);
     let mut published = Vec::new();
-    for t in topics {
-        for (key, payload) in topic_records(&k.brokers, t, 1, 1000, 2) {
+    for (t, partitions) in planned(&k, 4) {
+        for (key, payload) in topic_records(&k.brokers, t, partitions, 1000, 2) {
             published.push(key);
             published.push(String::from_utf8_lossy(&payload.unwrap_or_default()).into_owned());
         }

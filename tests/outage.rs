@@ -10,63 +10,20 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use axum::Router;
+use common::idp::{idp, ADMIN_AT};
 use common::instance::{self, Instance};
+use common::kafka::{create_mock_topics, produce};
 use common::*;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
 use tokenwatch::config::{Config, RawConfig, RawLogout};
 use tokenwatch::respond::{Mode, Preset};
 use tokio::sync::mpsc;
 
 const OUTAGE: Duration = Duration::from_secs(60);
 const STOLEN: usize = 6;
-const ADMIN: &str = "admin-token";
-
-/// A Keycloak-shaped admin API that answers 503 while `down`.
-#[derive(Default)]
-struct Idp {
-    down: AtomicBool,
-    attempts: AtomicU32,
-    logouts: Mutex<BTreeMap<String, u32>>,
-}
-
-async fn logout(
-    State(idp): State<Arc<Idp>>,
-    Path(user): Path<String>,
-    headers: HeaderMap,
-) -> StatusCode {
-    if headers.get("authorization").and_then(|v| v.to_str().ok())
-        != Some(&format!("Bearer {ADMIN}"))
-    {
-        return StatusCode::UNAUTHORIZED;
-    }
-    idp.attempts.fetch_add(1, Ordering::SeqCst);
-    if idp.down.load(Ordering::SeqCst) {
-        return StatusCode::SERVICE_UNAVAILABLE;
-    }
-    *idp.logouts.lock().unwrap().entry(user).or_default() += 1;
-    StatusCode::NO_CONTENT
-}
-
-async fn idp() -> (String, Arc<Idp>) {
-    let state = Arc::new(Idp::default());
-    let app = Router::new()
-        .route("/admin/realms/acme/users/{user}/logout", post(logout))
-        .with_state(state.clone());
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", l.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-    (base, state)
-}
 
 fn config(brokers: &str, idp: &str) -> Config {
     let mut raw = RawConfig::default();
@@ -83,7 +40,7 @@ fn config(brokers: &str, idp: &str) -> Config {
         preset: Some(Preset::Keycloak),
         base_url: idp.to_owned(),
         realm: Some("acme".into()),
-        bearer_token: Some(ADMIN.into()),
+        bearer_token: Some(ADMIN_AT.into()),
         timeout: Some(Duration::from_secs(2)),
         max_retries: Some(1),
         ..RawLogout::default()
@@ -103,21 +60,6 @@ fn thefts() -> Vec<(String, Vec<u8>)> {
         out.push((t.clone(), live(&t, &sub, 240, PARIS, BROWSER)));
     }
     out
-}
-
-async fn produce(brokers: &str, topic: &str, records: &[(String, Vec<u8>)]) {
-    let p: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()
-        .unwrap();
-    for (key, payload) in records {
-        p.send(
-            FutureRecord::to(topic).key(key).payload(payload),
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
-    }
 }
 
 async fn start(
@@ -153,16 +95,7 @@ async fn a_revocation_api_down_for_a_minute_delays_revocations_and_loses_none() 
     api.down.store(true, Ordering::SeqCst);
     let cfg = config(&brokers, &base);
     let k = &cfg.kafka;
-    cluster.create_topic(&k.telemetry_topic, 4, 1).unwrap();
-    for t in [
-        &k.decisions_topic,
-        &k.deadletter_topic,
-        &k.audit_topic,
-        &k.denylist_topic,
-        &k.alerts_topic,
-    ] {
-        cluster.create_topic(t, 1, 1).unwrap();
-    }
+    create_mock_topics(&cluster, k, 4);
     let (dtx, mut decisions) = mpsc::unbounded_channel();
     let fleet = vec![start(&cfg, dtx.clone()).await, start(&cfg, dtx).await];
 
@@ -224,7 +157,7 @@ async fn a_revocation_api_down_for_a_minute_delays_revocations_and_loses_none() 
     api.down.store(false, Ordering::SeqCst);
     let back = Instant::now();
     wait_until("every victim logged out once the API is back", 60, || {
-        api.logouts.lock().unwrap().len() == STOLEN
+        api.logout_counts().len() == STOLEN
     })
     .await;
     eprintln!(
@@ -234,7 +167,7 @@ async fn a_revocation_api_down_for_a_minute_delays_revocations_and_loses_none() 
     wait_until("the lag drains", 30, || decision_lag(&fleet, &cfg) == 0).await;
     // A moment for any duplicate call to show before counting.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let logouts = api.logouts.lock().unwrap().clone();
+    let logouts = api.logout_counts();
     let expected: BTreeMap<String, u32> = (0..STOLEN).map(|i| (format!("victim-{i}"), 1)).collect();
     assert_eq!(logouts, expected, "each victim logged out exactly once");
 

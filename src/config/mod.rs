@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use figment::providers::{Env, Format as _, Serialized, Toml};
 use figment::Figment;
-use serde::{Deserialize, Serialize};
 
 use crate::detect::DetectorParams;
 use crate::features::FeatureParams;
@@ -25,198 +24,22 @@ pub enum ConfigError {
     Invalid { key: String, why: String },
 }
 
+mod raw;
+mod raw_respond;
 mod respond;
-pub use respond::{
-    RawAlerts, RawBrake, RawDenylist, RawLogout, RawRespond, RawRfc7009, RawWebhook, RespondConfig,
+pub use raw::{
+    GatewayMode, RawConfig, RawDetect, RawGateway, RawGeo, RawHttp, RawInput, RawKafka, RawModel,
 };
+pub use raw_respond::{
+    RawAlertFormat, RawAlerts, RawBrake, RawClientCredentials, RawDenylist, RawLogout, RawRespond,
+    RawRfc7009, RawWebhook,
+};
+pub use respond::RespondConfig;
 
 fn invalid(key: impl Into<String>, why: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
         why: why.into(),
-    }
-}
-
-// ---------------------------------------------------------------------------
-// The file as written.
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawConfig {
-    pub kafka: RawKafka,
-    pub geo: RawGeo,
-    pub detect: RawDetect,
-    pub model: RawModel,
-    pub respond: RawRespond,
-    pub http: RawHttp,
-    pub gateway: RawGateway,
-}
-
-/// Topics of gateway access logs read directly (single-instance setups; a
-/// fleet puts `tokenwatch normalize` in front, see docs/gateways.md).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawGateway {
-    /// Secret of the keyed hash that identifies opaque tokens (at least 16
-    /// bytes); the same as every producer's that derives ids.
-    pub hash_key: String,
-    /// Proxies whose X-Forwarded-For / Forwarded is believed (CIDR).
-    pub trusted_proxies: Vec<String>,
-    /// The issuer's JWKS: when set, a JWT is known by its `jti` only if its
-    /// signature verifies (else by the keyed hash of its value).
-    pub jwks_url: Option<String>,
-    /// `direct`: `serve` reads the inputs itself (one instance). `normalize`:
-    /// a `tokenwatch normalize` stage republishes them keyed by token id and
-    /// `serve` reads only the telemetry topic (a fleet).
-    pub mode: GatewayMode,
-    pub inputs: Vec<RawInput>,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GatewayMode {
-    #[default]
-    Direct,
-    Normalize,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawInput {
-    pub topic: String,
-    pub format: Format,
-    /// For `format = "mapped"`: JSON pointers to each field.
-    #[serde(default)]
-    pub mapping: Option<FieldMap>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawKafka {
-    pub brokers: String,
-    pub group_id: String,
-    pub telemetry_topic: String,
-    pub deadletter_topic: String,
-    pub decisions_topic: String,
-    pub audit_topic: String,
-    /// Compacted: revoked token ids for the edge check, read whole by
-    /// every instance.
-    pub denylist_topic: String,
-    /// Alert events (JSON or Security Event Tokens) for SIEMs.
-    pub alerts_topic: String,
-    /// Compacted: per-token state, so it follows its partition to another
-    /// instance. Empty: no changelog.
-    pub state_topic: String,
-    #[serde(with = "humantime_serde")]
-    pub commit_interval: Duration,
-    /// Extra librdkafka properties (security.protocol, sasl.*, …).
-    pub properties: BTreeMap<String, String>,
-}
-
-impl Default for RawKafka {
-    fn default() -> Self {
-        RawKafka {
-            brokers: "localhost:9092".into(),
-            group_id: "tokenwatch".into(),
-            telemetry_topic: "tokenwatch.telemetry".into(),
-            deadletter_topic: "tokenwatch.deadletter".into(),
-            decisions_topic: "tokenwatch.decisions".into(),
-            audit_topic: "tokenwatch.audit".into(),
-            denylist_topic: "tokenwatch.denylist".into(),
-            alerts_topic: "tokenwatch.alerts".into(),
-            state_topic: "tokenwatch.state".into(),
-            commit_interval: Duration::from_secs(1),
-            properties: BTreeMap::new(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawGeo {
-    pub city_db: Vec<PathBuf>,
-    pub asn_db: Option<PathBuf>,
-}
-
-impl Default for RawGeo {
-    fn default() -> Self {
-        RawGeo {
-            city_db: vec![PathBuf::from("data/geo/demo-city.mmdb")],
-            asn_db: Some(PathBuf::from("data/geo/demo-asn.mmdb")),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawDetect {
-    pub plausible_speed_kmh: f64,
-    pub far_km: f64,
-    #[serde(with = "humantime_serde")]
-    pub flip_window: Duration,
-    #[serde(with = "humantime_serde")]
-    pub disorder_window: Duration,
-    pub max_tokens: usize,
-    #[serde(with = "humantime_serde")]
-    pub idle_ttl: Duration,
-    pub geo_cache_entries: usize,
-    /// Revoke on a single impossible hop instead of alerting until the model
-    /// or a flip back agrees.
-    pub impossible_travel_revokes: bool,
-    /// Where the operator's allowlist is kept (read at start, rewritten on
-    /// every change through the admin API). None: in memory only.
-    pub allowlist_file: Option<PathBuf>,
-}
-
-impl Default for RawDetect {
-    fn default() -> Self {
-        let f = FeatureParams::default();
-        let d = DetectorParams::default();
-        RawDetect {
-            plausible_speed_kmh: f.plausible_speed_kmh,
-            far_km: f.far_km,
-            flip_window: Duration::from_secs_f64(f.flip_window_s),
-            disorder_window: Duration::from_millis(f.disorder_window_ms as u64),
-            max_tokens: d.max_tokens.get(),
-            idle_ttl: Duration::from_millis(d.idle_ttl_ms as u64),
-            geo_cache_entries: d.geo_cache.get(),
-            impossible_travel_revokes: d.impossible_travel_revokes,
-            allowlist_file: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawModel {
-    pub path: PathBuf,
-}
-
-impl Default for RawModel {
-    fn default() -> Self {
-        RawModel {
-            path: PathBuf::from("models/default.json"),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RawHttp {
-    pub listen: String,
-    /// Bearer credential for the admin routes; empty disables them.
-    pub admin_token: String,
-    /// Largest request body accepted, bytes.
-    pub max_body_bytes: usize,
-}
-
-impl Default for RawHttp {
-    fn default() -> Self {
-        RawHttp {
-            listen: "127.0.0.1:9464".into(),
-            admin_token: String::new(),
-            max_body_bytes: 64 * 1024,
-        }
     }
 }
 
@@ -563,114 +386,4 @@ impl RawGateway {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::respond::{LogoutAuth, Mode};
-    use crate::seal::Sealer;
-
-    #[test]
-    fn response_targets_name_the_failing_key() {
-        assert!(err("[[respond.subject_logout]]\nname = \"kc\"\npreset = \"keycloak\"\nbase_url = \"https://kc\"")
-            .contains("respond.subject_logout[0].realm"));
-        assert!(
-            err("[[respond.subject_logout]]\nname = \"x\"\nurl = \"https://idp/users/me\"")
-                .contains("respond.subject_logout[0].url"),
-            "a template without {{sub}}"
-        );
-        assert!(err("[[respond.subject_logout]]\nname = \"x\"\nurl = \"https://idp/{sub}\"\nmethod = \"N O\"")
-            .contains("respond.subject_logout[0].method"));
-        assert!(err(
-            "[[respond.webhook]]\nname = \"siem\"\nurl = \"https://siem/hook\"\nsecret = \"short\""
-        )
-        .contains("respond.webhook[0].secret"));
-        assert!(err("[[respond.webhook]]\nname = \"denylist\"\nurl = \"https://siem/hook\"\nsecret = \"0123456789abcdef\"")
-            .contains("respond.webhook[0].name"));
-        assert!(err("[respond.alerts]\nformat = \"set\"\nset_issuer = \"https://tw\"\nset_key = \"c2hvcnQ=\"")
-            .contains("respond.alerts.set_key"));
-        assert!(err("[respond.brake]\nmax_active_fraction = 2.0")
-            .contains("respond.brake.max_active_fraction"));
-        let c = Config::from_toml(
-            "[[respond.subject_logout]]\nname = \"kc\"\npreset = \"keycloak\"\nbase_url = \"https://kc.example\"\nrealm = \"acme\"\n[respond.subject_logout.client_credentials]\ntoken_url = \"https://kc.example/realms/acme/protocol/openid-connect/token\"\nclient_id = \"tokenwatch\"\nclient_secret = \"s\"",
-        )
-        .unwrap();
-        let l = &c.respond.logouts[0];
-        assert_eq!(
-            l.url,
-            "https://kc.example/admin/realms/acme/users/{sub}/logout"
-        );
-        assert!(matches!(l.auth, LogoutAuth::ClientCredentials { .. }));
-        assert!(
-            c.respond.denylist.is_some() && c.respond.alerts.is_some(),
-            "on by default"
-        );
-    }
-
-    fn err(text: &str) -> String {
-        Config::from_toml(text).unwrap_err().to_string()
-    }
-
-    #[test]
-    fn defaults_are_valid() {
-        let c = Config::from_toml("").unwrap();
-        assert_eq!(c.kafka.telemetry_topic, "tokenwatch.telemetry");
-        assert_eq!(c.respond.mode, Mode::Revoke);
-    }
-
-    #[test]
-    fn errors_name_the_key() {
-        assert!(err("[detect]\nplausible_speed_kmh = 5").contains("detect.plausible_speed_kmh"));
-        assert!(err("[detect]\nmax_tokens = 0").contains("detect.max_tokens"));
-        assert!(err("[http]\nlisten = \"nonsense\"").contains("http.listen"));
-        assert!(err("[http]\nadmin_token = \"short\"").contains("http.admin_token"));
-        assert!(err("[http]\nmax_body_bytes = 1").contains("http.max_body_bytes"));
-        assert!(
-            err("[respond.brake]\nmax_revocations = 0").contains("respond.brake.max_revocations")
-        );
-        assert!(err("[kafka]\nbrokers = \"\"").contains("kafka.brokers"));
-        assert!(err("[kafka.properties]\n\"enable.auto.commit\" = \"true\"")
-            .contains("kafka.properties"));
-        let typo = err("[kafka]\nbrokrs = \"x\"");
-        assert!(typo.contains("brokrs"), "{typo}");
-        let wrong_type = err("[detect]\nmax_tokens = \"many\"");
-        assert!(wrong_type.contains("max_tokens"), "{wrong_type}");
-        assert!(err(
-            "[respond.rfc7009]\nurl = \"ftp://x\"\nclient_id = \"a\"\nclient_secret = \"b\""
-        )
-        .contains("respond.rfc7009.url"));
-    }
-
-    #[test]
-    fn gateway_inputs_are_checked() {
-        let key = "hash_key = \"0123456789abcdef0123\"\n";
-        let ok = Config::from_toml(&format!(
-            "[gateway]\n{key}trusted_proxies = [\"10.0.0.0/8\"]\n[[gateway.inputs]]\ntopic = \"nginx.access\"\nformat = \"nginx\""
-        ))
-        .unwrap();
-        assert_eq!(ok.gateway.inputs[0].format, Format::Nginx);
-        assert!(err("[[gateway.inputs]]\ntopic = \"a\"\nformat = \"envoy\"")
-            .contains("gateway.hash_key"));
-        assert!(err(&format!(
-            "[gateway]\n{key}[[gateway.inputs]]\ntopic = \"a\"\nformat = \"mapped\""
-        ))
-        .contains("gateway.inputs.mapping"));
-        assert!(err(&format!(
-            "[gateway]\n{key}[[gateway.inputs]]\ntopic = \"a\"\nformat = \"mapped\"\n[gateway.inputs.mapping]\nts = \"/t\""
-        ))
-        .contains("must be mapped"));
-        assert!(err("[gateway]\ntrusted_proxies = [\"10.0.0.0/33\"]")
-            .contains("gateway.trusted_proxies"));
-        assert!(err(&format!(
-            "[gateway]\n{key}[[gateway.inputs]]\ntopic = \"a\"\nformat = \"apache\""
-        ))
-        .contains("apache"));
-    }
-
-    #[test]
-    fn revoke_mode_with_rfc7009_needs_seal_keys() {
-        let text = "[respond.rfc7009]\nurl = \"http://127.0.0.1:1/revoke\"\nclient_id = \"tw\"\nclient_secret = \"s\"";
-        assert!(err(text).contains("respond.seal_keys"));
-        let key = Sealer::generate_key();
-        let ok = format!("{text}\n[respond.seal_keys]\nk1 = \"{key}\"");
-        assert!(Config::from_toml(&ok).unwrap().respond.sealer.is_some());
-    }
-}
+mod tests;

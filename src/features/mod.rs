@@ -3,13 +3,15 @@
 
 mod extract;
 mod familiar;
+mod schema;
 mod state;
 mod store;
 
 pub use extract::{
-    idx, is_non_browser, observe, ua_family, FeatureParams, Features, Population, FEATURE_NAMES,
-    FEATURE_SCHEMA_VERSION, MAX_SPEED_KMH, N_FEATURES, SHARED_EGRESS_SUBJECTS,
+    is_non_browser, observe, ua_family, FeatureParams, Features, Population, MAX_SPEED_KMH,
+    SHARED_EGRESS_SUBJECTS,
 };
 pub use familiar::{Familiar, PLACES_PER_SUBJECT, SUBJECTS};
+pub use schema::{idx, FEATURE_NAMES, FEATURE_SCHEMA_VERSION, N_FEATURES};
 pub use state::{Sighting, Sketch64, SmallSet, TokenState, SET_CAP};
 pub use store::TokenStore;

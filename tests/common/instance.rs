@@ -21,17 +21,29 @@ pub struct Instance {
 /// Starts `serve` and returns once its HTTP side is bound (not yet ready:
 /// see `wait_ready`).
 pub async fn start(cfg: Config, decisions: mpsc::UnboundedSender<Decision>) -> Instance {
-    let metrics = Arc::new(Metrics::new());
+    start_with(
+        cfg,
+        Hooks {
+            decisions: Some(decisions),
+            ..Hooks::default()
+        },
+    )
+    .await
+}
+
+/// The same with the caller's taps (decisions, settled decisions); the
+/// fixture adds the metrics registry and the bound address.
+pub async fn start_with(cfg: Config, hooks: Hooks) -> Instance {
+    let metrics = hooks.metrics.clone().unwrap_or_default();
     let stop = CancellationToken::new();
     let (btx, brx) = oneshot::channel();
     let task = tokio::spawn(serve(
         cfg,
         stop.clone(),
         Hooks {
-            decisions: Some(decisions),
             http_bound: Some(btx),
             metrics: Some(metrics.clone()),
-            ..Hooks::default()
+            ..hooks
         },
     ));
     let http = brx.await.expect("http bound");

@@ -2,7 +2,9 @@
 //! builders, and an in-process Kafka cluster (librdkafka's mock cluster).
 #![allow(dead_code)]
 
+pub mod idp;
 pub mod instance;
+pub mod kafka;
 pub mod tansu;
 
 use std::path::PathBuf;
@@ -72,13 +74,23 @@ pub fn record_for(token: &str, sub: &str, t_s: f64, ip: &str, ua: &str) -> Vec<u
 /// A request `ago_s` seconds before now by a token that expires an hour
 /// from now (records from the fixed origin of [`record`] belong to tokens
 /// long expired by the wall clock, and a running service forgets those).
-#[allow(dead_code)]
 pub fn live(token: &str, sub: &str, ago_s: i64, ip: &str, ua: &str) -> Vec<u8> {
-    let now_ms = tokenwatch::clock::now_ms();
+    live_at(
+        token,
+        sub,
+        tokenwatch::clock::now_ms() - ago_s * 1000,
+        ip,
+        ua,
+    )
+}
+
+/// The same at event time `at_ms` (ms since the epoch).
+pub fn live_at(token: &str, sub: &str, at_ms: i64, ip: &str, ua: &str) -> Vec<u8> {
+    let now_s = tokenwatch::clock::now_ms() / 1000;
     serde_json::to_vec(&serde_json::json!({
-        "ts": now_ms - ago_s * 1000, "token_id": token, "sub": sub, "ip": ip,
+        "ts": at_ms, "token_id": token, "sub": sub, "ip": ip,
         "user_agent": ua, "method": "GET", "path": "/v1/orders", "status": 200,
-        "token_iat": now_ms / 1000 - 3600, "token_exp": now_ms / 1000 + 3600,
+        "token_iat": now_s - 3600, "token_exp": now_s + 3600,
     }))
     .expect("json")
 }
