@@ -1,6 +1,8 @@
 //! The `tokenwatch` command: parses arguments, loads configuration, and
 //! calls into the library, one small function per subcommand.
 
+mod cli;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use arc_swap::ArcSwap;
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use rdkafka::producer::FutureProducer;
 use tokenwatch::config::Config;
 use tokenwatch::detect::DetectorParams;
@@ -19,174 +21,7 @@ use tokenwatch::seal::Sealer;
 use tokenwatch::sim::{self, SimParams, World};
 use tokio_util::sync::CancellationToken;
 
-#[derive(Parser)]
-#[command(
-    name = "tokenwatch",
-    version,
-    about = "Catches stolen access tokens while they are being used, and shuts them off."
-)]
-struct Cli {
-    /// Log as JSON lines (for log shippers) instead of text.
-    #[arg(long, global = true, env = "TOKENWATCH_LOG_JSON")]
-    log_json: bool,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the service: consume telemetry, score, decide, revoke.
-    Serve {
-        #[arg(long, short, env = "TOKENWATCH_CONFIG")]
-        config: Option<PathBuf>,
-    },
-    /// Read gateway-log topics (`gateway.inputs`) and republish them as
-    /// telemetry keyed by token id: the first hop of a fleet.
-    Normalize {
-        #[arg(long, short, env = "TOKENWATCH_CONFIG")]
-        config: Option<PathBuf>,
-    },
-    /// Everything in one process: an in-process Kafka cluster, a loopback
-    /// authorization server, simulated traffic with attacks, the real
-    /// consumer path, /metrics live.
-    Demo(tokenwatch::demo::DemoArgs),
-    /// Configuration tools.
-    Config {
-        #[command(subcommand)]
-        command: ConfigCommand,
-    },
-    /// Generate labelled gateway telemetry (NDJSON) from a seed.
-    Simulate(SimulateArgs),
-    /// Train a model on labelled telemetry and write the artifact.
-    Train(TrainArgs),
-    /// Evaluate a model and the fixed-rule baseline on labelled telemetry:
-    /// per-scenario table, JSON report and PNG plots.
-    Eval(EvalArgs),
-    /// Seal a raw token (stdin) into a handle for the revoker.
-    Seal(SealArgs),
-    /// Geo database tools.
-    Geo {
-        #[command(subcommand)]
-        command: GeoCommand,
-    },
-}
-
-#[derive(clap::Args)]
-struct SimulateArgs {
-    #[arg(long, default_value_t = 7)]
-    seed: u64,
-    #[arg(long, default_value_t = 300)]
-    users: u32,
-    #[arg(long, default_value = "4h", value_parser = humantime::parse_duration)]
-    span: Duration,
-    #[arg(long, default_value_t = 0.03)]
-    attack_share: f64,
-    #[arg(long, num_args = 1.., default_value = "data/geo/demo-city.mmdb")]
-    city_db: Vec<PathBuf>,
-    /// Output file (`.gz` compresses); `-` for stdout.
-    #[arg(long, short, default_value = "-")]
-    out: String,
-    /// Publish to this Kafka cluster instead of writing a file.
-    #[arg(long, requires = "topic")]
-    brokers: Option<String>,
-    /// Topic to publish to (records keyed by token id, labels dropped).
-    #[arg(long, requires = "brokers")]
-    topic: Option<String>,
-}
-
-#[derive(clap::Args)]
-struct TrainArgs {
-    #[arg(long)]
-    data: PathBuf,
-    #[arg(long, default_value = "models/default.json")]
-    out: PathBuf,
-    #[arg(long, default_value = "data/geo/demo-city.mmdb")]
-    city_db: PathBuf,
-    #[arg(long, default_value = "data/geo/demo-asn.mmdb")]
-    asn_db: PathBuf,
-    /// Model version recorded in the artifact.
-    #[arg(long)]
-    version: Option<String>,
-    /// `combined` (logistic regression + k-means population distance),
-    /// `supervised` (logistic regression) or `population` (k-means on
-    /// legitimate traffic only: no attack labels needed).
-    #[arg(long, default_value = "combined")]
-    family: tokenwatch::model::Family,
-    /// k-means clusters of the population model.
-    #[arg(long, default_value_t = 8)]
-    clusters: usize,
-}
-
-#[derive(clap::Args)]
-struct EvalArgs {
-    #[arg(long)]
-    data: PathBuf,
-    /// One or more models; with several, each gets its own report
-    /// directory under `--out` and a comparison table is printed.
-    #[arg(long, default_value = "models/default.json", num_args = 1..)]
-    model: Vec<PathBuf>,
-    #[arg(long, default_value = "data/geo/demo-city.mmdb")]
-    city_db: PathBuf,
-    #[arg(long, default_value = "data/geo/demo-asn.mmdb")]
-    asn_db: PathBuf,
-    /// Revoke on a single impossible hop (`detect.impossible_travel_revokes`).
-    #[arg(long)]
-    impossible_travel_revokes: bool,
-    /// Directory for report.json, pr_curve.png and ttd_histogram.png.
-    #[arg(long, default_value = "reports/eval")]
-    out: PathBuf,
-    /// Replay, but do not count, tokens first seen this early in the file
-    /// (the population learns shared egress and rates meanwhile).
-    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
-    warmup: Duration,
-}
-
-#[derive(clap::Args)]
-struct SealArgs {
-    #[arg(long)]
-    token_id: Option<String>,
-    #[arg(long, env = "TOKENWATCH_SEAL_KEY_ID", default_value = "k1")]
-    key_id: String,
-    #[arg(long, env = "TOKENWATCH_SEAL_KEY")]
-    key: Option<String>,
-    /// Print a fresh random key instead.
-    #[arg(long)]
-    new_key: bool,
-}
-
-#[derive(Subcommand)]
-enum ConfigCommand {
-    /// Validate a configuration file (and the environment) and exit.
-    Check { file: PathBuf },
-}
-
-#[derive(Subcommand)]
-enum GeoCommand {
-    /// Build the committed demo databases from DB-IP Lite (see scripts/build-demo-geo).
-    BuildDemo {
-        #[arg(long, num_args = 1.., required = true)]
-        city_db: Vec<PathBuf>,
-        #[arg(long, num_args = 1.., required = true)]
-        asn_csv: Vec<PathBuf>,
-        #[arg(long, default_value = "data/geo")]
-        out_dir: PathBuf,
-        #[arg(long, default_value_t = 300)]
-        cities: usize,
-    },
-    /// List the cities of a database with a sample network each.
-    Cities {
-        #[arg(long, num_args = 1.., default_value = "data/geo/demo-city.mmdb")]
-        city_db: Vec<PathBuf>,
-    },
-    /// Look an address up in the configured databases.
-    Lookup {
-        ip: std::net::IpAddr,
-        #[arg(long, num_args = 1.., default_value = "data/geo/demo-city.mmdb")]
-        city_db: Vec<PathBuf>,
-        #[arg(long)]
-        asn_db: Option<PathBuf>,
-    },
-}
+use cli::{Cli, Command, ConfigCommand, EvalArgs, GeoCommand, SealArgs, SimulateArgs, TrainArgs};
 
 fn init_tracing(json: bool, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -1,6 +1,7 @@
 //! Admin routes: the allowlist, the model, the response policy. Each needs
-//! the admin credential, and each change is audited before it is reported
-//! done.
+//! the admin credential. A change is applied, then audited, and reported
+//! done only once the audit topic has it (an unreachable audit topic makes
+//! the call fail with 503 although the change stands).
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};

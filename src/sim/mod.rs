@@ -5,6 +5,7 @@
 //! Labels travel in a separate `label` object that the telemetry parser never
 //! reads. Same seed, same parameters, same database → same bytes.
 
+mod generate;
 mod output;
 mod population;
 mod scenario;
@@ -13,9 +14,10 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+pub use generate::generate;
 pub use output::{publish, write_file};
 pub use population::{City, World};
-pub use scenario::{generate, Scenario, SimParams};
+pub use scenario::{Scenario, SimParams};
 
 /// Ground truth for one request.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
