@@ -22,6 +22,7 @@ pub struct Metrics {
     pub tokens_evicted: IntCounter,
     pub tokens_expired: IntCounter,
     pub events_late: IntCounter,
+    pub events_gateway_rejected: IntCounter,
     pub geo_lookups: IntCounterVec,
     pub geo_build_epoch: Gauge,
     pub geo_reloads: IntCounterVec,
@@ -134,6 +135,11 @@ impl Metrics {
                 &r,
                 "tokenwatch_events_late_total",
                 "Events older than the disorder window: scored, but moved no rate or sighting.",
+            ),
+            events_gateway_rejected: counter(
+                &r,
+                "tokenwatch_events_gateway_rejected_total",
+                "Requests the gateway refused (detect.rejected_statuses): not scored, moved no state.",
             ),
             geo_lookups: counter_vec(
                 &r,

@@ -16,7 +16,7 @@ use http_body_util::BodyExt;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{DefaultProducerContext, FutureProducer};
 use serde_json::{json, Value};
-use tokenwatch::api::{app, AdminToken, AllowlistStore, AppState, EdgeCheck, Service};
+use tokenwatch::api::{app, AllowlistStore, AppState, Credential, EdgeCheck, Service};
 use tokenwatch::config::{KafkaConfig, RawConfig};
 use tokenwatch::decide::Alerts;
 use tokenwatch::decide::{Flagger, Outbox};
@@ -30,6 +30,8 @@ const HASH_KEY: &[u8] = b"edge-check-hash-key";
 use tower::ServiceExt;
 
 const ADMIN: &str = "test-admin-token-0123456789";
+const READER: &str = "test-read-token-0123456789";
+const SCORER: &str = "test-score-token-0123456789";
 const RAW_JWT: &str = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXZhbHVl";
 
 struct Fixture {
@@ -74,7 +76,12 @@ fn fixture_with(admin: Option<&str>, brake: Brake) -> Fixture {
             controls: Arc::new(Controls::new(Mode::Revoke, brake)),
             allowlist,
             model_path: model_path.clone(),
-            admin_token: admin.map(AdminToken::new),
+            admin_token: admin.map(Credential::new),
+            read_token: Some(Credential::new(READER)),
+            score_token: Some(Credential::new(SCORER)),
+            // These tests drive the token's state through /v1/score; the
+            // default dry run is tested in tests/adversarial.rs.
+            score_updates_state: true,
             max_body_bytes: 4096,
             edge: Some(EdgeCheck {
                 denylist: Arc::new(Denylist::default()),
@@ -136,7 +143,7 @@ async fn call(
 }
 
 async fn get(f: &Fixture, path: &str) -> Resp {
-    call(f, Method::GET, path, None, None).await
+    call(f, Method::GET, path, Some(READER), None).await
 }
 
 async fn admin(f: &Fixture, method: Method, path: &str, body: Option<Value>) -> Resp {
@@ -151,7 +158,7 @@ async fn admin(f: &Fixture, method: Method, path: &str, body: Option<Value>) -> 
 }
 
 async fn score(f: &Fixture, rec: Vec<u8>) -> Resp {
-    call(f, Method::POST, "/v1/score", None, Some(rec)).await
+    call(f, Method::POST, "/v1/score", Some(SCORER), Some(rec)).await
 }
 
 // --------------------------------------------------------------------------
@@ -420,7 +427,7 @@ async fn admin_routes_are_refused_when_no_credential_is_configured() {
         )
         .await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{method} {path}");
-        assert_eq!(r.json()["error"], "admin_disabled");
+        assert_eq!(r.json()["error"], "route_disabled");
     }
 }
 

@@ -27,6 +27,7 @@ fn event(ts_ms: i64, ip: IpAddr, ua: &'static str) -> Event<'static> {
         ts_ms,
         token_id: Cow::Borrowed("t"),
         sub: Cow::Borrowed("alice"),
+        sub_verified: false,
         ip,
         user_agent: Cow::Borrowed(ua),
         method: Cow::Borrowed("GET"),

@@ -56,6 +56,7 @@ async fn a_stolen_token_in_nginx_logs_is_flagged_and_never_leaks() {
         "topic": "nginx.access", "format": "nginx"
     }))
     .unwrap()];
+    raw.http.read_token = READ_TOKEN.into();
     let cfg = raw.validate().unwrap();
     let k = cfg.kafka.clone();
     create_mock_topics(&cluster, &k, 2);
@@ -124,10 +125,10 @@ async fn a_stolen_token_in_nginx_logs_is_flagged_and_never_leaks() {
         metrics_text.contains("tokenwatch_deadletters_total{reason=\"not_bearer\"} 1"),
         "{metrics_text}"
     );
-    let token_view = get_text(&client, format!("http://{http}/v1/tokens/{stolen_id}")).await;
+    let token_view = read_view(&client, format!("http://{http}/v1/tokens/{stolen_id}")).await;
     assert!(token_view.contains("\"requests\":2"), "{token_view}");
-    let alerts = get_text(&client, format!("http://{http}/v1/alerts")).await;
-    let audit = get_text(&client, format!("http://{http}/v1/audit")).await;
+    let alerts = read_view(&client, format!("http://{http}/v1/alerts")).await;
+    let audit = read_view(&client, format!("http://{http}/v1/audit")).await;
     let mut published = Vec::new();
     for t in [
         &k.telemetry_topic,

@@ -160,6 +160,7 @@ async fn a_stolen_opaque_token_is_revoked_at_a_real_authorization_server() {
         .unwrap(),
     );
     raw.gateway.hash_key = HASH_KEY.into();
+    raw.http.read_token = READ_TOKEN.into();
     let cfg = raw.validate().unwrap();
     let k = cfg.kafka.clone();
     create_mock_topics(&cluster, &k, 4);
@@ -248,15 +249,7 @@ async fn a_stolen_opaque_token_is_revoked_at_a_real_authorization_server() {
         "/v1/alerts".into(),
         "/v1/audit".into(),
     ] {
-        views.push(
-            http.get(format!("http://{tw}{path}"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap(),
-        );
+        views.push(read_view(&http, format!("http://{tw}{path}")).await);
     }
     assert!(views[0].contains(&token_id), "{}", views[0]);
     let mut published = Vec::new();

@@ -92,6 +92,8 @@ fn decision(token_id: &str, sub: &str, tenant: Option<&str>, action: Action) -> 
         decision_id: Decision::decision_id(token_id, action),
         token_id: token_id.into(),
         sub: sub.into(),
+        // Verified claims, as a gateway's authorizer or the JWKS gives them.
+        subject_verified: true,
         tenant: tenant.map(str::to_owned),
         client_id: None,
         action,

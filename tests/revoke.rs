@@ -52,6 +52,7 @@ fn decision(token_id: &str, handle: Option<String>) -> Decision {
         decision_id: Decision::decision_id(token_id, Action::Revoke),
         token_id: token_id.into(),
         sub: "alice".into(),
+        subject_verified: true,
         tenant: None,
         client_id: None,
         action: Action::Revoke,

@@ -10,7 +10,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::allowlist::ChangeError;
-use super::auth::Admin;
+use super::auth::{Admin, Reader};
 use super::error::ApiError;
 use super::AppState;
 use crate::clock::now_ms;
@@ -157,7 +157,7 @@ pub struct PolicyView {
     pub client_modes: std::collections::BTreeMap<String, Mode>,
 }
 
-pub async fn policy(State(s): State<AppState>) -> Json<PolicyView> {
+pub async fn policy(_: Reader, State(s): State<AppState>) -> Json<PolicyView> {
     let c = &s.service.controls;
     let model_version = decide::lock(&s.service.detector)
         .model()
@@ -193,7 +193,7 @@ pub async fn set_mode(
         serde_json::json!({"from": before, "to": m.mode}),
     )
     .await?;
-    Ok(policy(State(s)).await)
+    Ok(policy(Reader, State(s)).await)
 }
 
 pub async fn reset_brake(

@@ -4,8 +4,13 @@
 //! `jti`, else the keyed hash), and looked up in the in-memory denylist:
 //! 403 for a revoked token, 200 otherwise, in microseconds.
 //!
-//! A request without a bearer token is not tokenwatch's to judge (200; the
-//! upstream authenticates it). Until the denylist has been read to its end
+//! The header is read as the scorer reads it (`gateway::read_authorization`):
+//! any case, spaces or tabs, repeated headers. A revoked token is refused
+//! under its derived id and, while its signature cannot be verified, under
+//! its unverified `jti` too. A request with different bearer tokens, or a
+//! bearer credential that cannot be read, is refused (403): the upstream
+//! might read it otherwise. A request without a bearer token is not
+//! tokenwatch's to judge (200; the upstream authenticates it). Until the denylist has been read to its end
 //! at start-up the answer is 503, so the gateway fails closed rather than
 //! letting a revoked token through.
 
@@ -17,7 +22,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use crate::clock::now_ms;
-use crate::gateway::{derive_identity, Claims, JwtVerifier};
+use crate::gateway::{read_authorization, token_ids, Authorization, JwtVerifier};
 use crate::respond::Denylist;
 use crate::telemetry::TokenHasher;
 
@@ -31,6 +36,10 @@ pub struct EdgeCheck {
 pub enum Verdict {
     Allowed,
     Denied,
+    /// The `Authorization` header could not be read as one bearer token
+    /// (several different ones, or a malformed bearer credential): refused,
+    /// since the upstream might read it differently.
+    Unreadable,
     NotReady,
 }
 
@@ -39,30 +48,44 @@ impl Verdict {
         match self {
             Verdict::Allowed => "allowed",
             Verdict::Denied => "denied",
+            Verdict::Unreadable => "unreadable",
             Verdict::NotReady => "not_ready",
         }
     }
 }
 
 impl EdgeCheck {
-    /// The answer for one `Authorization` header value at `now_ms`.
-    pub fn check(&self, authorization: Option<&str>, now_ms: i64) -> Verdict {
+    /// The answer for one request's `Authorization` header values at
+    /// `now_ms`. Repeated headers are read together, as the gateways that
+    /// join them with ", " would pass them on.
+    pub fn check<'h>(
+        &self,
+        authorization: impl IntoIterator<Item = &'h str>,
+        now_ms: i64,
+    ) -> Verdict {
         if !self.denylist.is_ready() {
             return Verdict::NotReady;
         }
-        let Some(auth) = authorization else {
+        let mut token = None;
+        for value in authorization {
+            match (read_authorization(value), token) {
+                (Authorization::Other, _) => {}
+                (Authorization::Bearer(t), None) => token = Some(t),
+                (Authorization::Bearer(t), Some(first)) if t == first => {}
+                (Authorization::Bearer(_) | Authorization::Ambiguous(_), _) => {
+                    return Verdict::Unreadable
+                }
+            }
+        }
+        let Some(token) = token else {
             return Verdict::Allowed;
         };
-        match derive_identity(
-            Some(auth),
-            None,
-            Claims::default(),
-            &self.hasher,
-            None,
-            self.verifier.as_deref(),
-        ) {
-            Ok(id) if self.denylist.is_denied(&id.token_id, now_ms) => Verdict::Denied,
-            _ => Verdict::Allowed,
+        let (id, unverified_jti) = token_ids(token, &self.hasher, self.verifier.as_deref());
+        let denied = |id: &str| self.denylist.is_denied(id, now_ms);
+        if denied(&id) || unverified_jti.as_deref().is_some_and(denied) {
+            Verdict::Denied
+        } else {
+            Verdict::Allowed
         }
     }
 }
@@ -75,10 +98,14 @@ pub async fn check(State(s): State<AppState>, headers: HeaderMap) -> Response {
         )
             .into_response();
     };
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let verdict = edge.check(auth, now_ms());
+    // A value that is not visible ASCII is no credential tokenwatch issued
+    // a verdict on; it is read as empty, and a bearer scheme around it as
+    // unreadable.
+    let values = headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .map(|v| v.to_str().unwrap_or("Bearer"));
+    let verdict = edge.check(values, now_ms());
     s.metrics
         .denylist_checks
         .with_label_values(&[verdict.label()])
@@ -92,6 +119,15 @@ pub async fn check(State(s): State<AppState>, headers: HeaderMap) -> Response {
                 r#"Bearer error="invalid_token", error_description="token revoked""#,
             )],
             "revoked\n",
+        )
+            .into_response(),
+        Verdict::Unreadable => (
+            StatusCode::FORBIDDEN,
+            [(
+                header::WWW_AUTHENTICATE,
+                r#"Bearer error="invalid_request", error_description="ambiguous Authorization header""#,
+            )],
+            "unreadable credential\n",
         )
             .into_response(),
         Verdict::NotReady => {

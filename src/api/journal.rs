@@ -6,6 +6,7 @@ use axum::extract::{Query, State};
 use axum::Json;
 use serde::Deserialize;
 
+use super::auth::Reader;
 use super::error::ApiError;
 use super::AppState;
 use crate::decide::Alert;
@@ -40,6 +41,7 @@ fn checked(q: Result<Query<PageQuery>, QueryRejection>) -> Result<PageQuery, Api
 }
 
 pub async fn alerts(
+    _: Reader,
     State(s): State<AppState>,
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<Page<Alert>>, ApiError> {
@@ -52,6 +54,7 @@ pub async fn alerts(
 }
 
 pub async fn audit(
+    _: Reader,
     State(s): State<AppState>,
     q: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Json<Page<AuditEntry>>, ApiError> {

@@ -3,8 +3,9 @@
 //! describes every route.
 //!
 //! - operations: `/metrics`, `/healthz`, `/readyz`
-//! - queries: `POST /v1/score`, `GET /v1/tokens/{id}`, `GET /v1/alerts`,
-//!   `GET /v1/audit`, `GET /v1/policy`
+//! - scoring: `POST /v1/score` (its own credential; a dry run by default)
+//! - reads (read or admin credential): `GET /v1/tokens/{id}`,
+//!   `GET /v1/alerts`, `GET /v1/audit`, `GET /v1/policy`
 //! - edge: `/v1/check` for NGINX `auth_request` and Envoy `ext_authz`
 //! - admin (bearer credential, every action audited): revoke a token,
 //!   allowlist CRUD, model reload, mode switch, brake reset
@@ -28,7 +29,7 @@ use axum::routing::{any, delete, get, post, put};
 use axum::Router;
 
 pub use allowlist::AllowlistStore;
-pub use auth::AdminToken;
+pub use auth::Credential;
 pub use check::EdgeCheck;
 pub use error::ApiError;
 
@@ -44,7 +45,14 @@ pub struct Service {
     pub controls: Arc<Controls>,
     pub allowlist: AllowlistStore,
     pub model_path: PathBuf,
-    pub admin_token: Option<AdminToken>,
+    pub admin_token: Option<Credential>,
+    /// Reads subjects, places and decisions (the admin token also reads).
+    pub read_token: Option<Credential>,
+    /// `POST /v1/score`.
+    pub score_token: Option<Credential>,
+    /// `POST /v1/score` feeds the token's state (and may flag it) instead
+    /// of scoring without changing anything (`http.score_updates_state`).
+    pub score_updates_state: bool,
     pub max_body_bytes: usize,
     /// The edge check; `None` when the denylist is off.
     pub edge: Option<EdgeCheck>,

@@ -1,7 +1,13 @@
 //! `POST /v1/score`: one telemetry record, scored synchronously by the same
-//! core as the stream, for gateways that want an inline answer. The request
-//! counts as the token's traffic (state is updated), and a token that
-//! escalates is flagged exactly as from Kafka: decision log, alert, audit.
+//! core as the stream, for gateways that want an inline answer. It needs its
+//! own credential (`http.score_token`), and an event time no further ahead
+//! than `detect.max_clock_skew`.
+//!
+//! By default it is a dry run: the answer is what the stream would say, and
+//! nothing changes (no state, no population table, no decision), so a caller
+//! cannot steer the detector. With `http.score_updates_state` the request
+//! counts as the token's traffic, and a token that escalates is flagged
+//! exactly as from Kafka: decision log, alert, audit.
 
 use std::collections::BTreeMap;
 
@@ -11,12 +17,14 @@ use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
 
+use super::auth::Scorer;
 use super::error::ApiError;
 use super::AppState;
+use crate::clock::now_ms;
 use crate::decide;
 use crate::decide::alerts::named_features;
 use crate::detect::{Action, ExplainedFeature};
-use crate::telemetry::Event;
+use crate::telemetry::{check_not_future, Event};
 
 #[derive(Serialize)]
 pub struct ScoreResponse {
@@ -37,13 +45,21 @@ pub struct ScoreResponse {
 }
 
 pub async fn score(
+    _: Scorer,
     State(s): State<AppState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ScoreResponse>, ApiError> {
     let body = body?;
     let event =
         Event::parse(&body).map_err(|e| ApiError::bad_request(e.reason(), e.to_string()))?;
-    let scored = decide::score(&s.service.detector, &event, true);
+    let skew = decide::lock(&s.service.detector).params().max_clock_skew_ms;
+    check_not_future(event.ts_ms, now_ms(), skew)
+        .map_err(|e| ApiError::bad_request(e.reason(), e.to_string()))?;
+    let scored = if s.service.score_updates_state {
+        decide::score(&s.service.detector, &event, true)
+    } else {
+        decide::score_dry(&s.service.detector, &event)
+    };
     let v = scored.verdict;
     let explanation = scored.explanation.expect("explain_all was asked");
     let m = &s.metrics;

@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::auth::Admin;
+use super::auth::{Admin, Reader};
 use super::error::ApiError;
 use super::AppState;
 use crate::clock::now_ms;
@@ -76,6 +76,7 @@ pub struct TokenView {
 }
 
 pub async fn show(
+    _: Reader,
     State(s): State<AppState>,
     Path(token_id): Path<String>,
 ) -> Result<(StatusCode, Json<TokenView>), ApiError> {

@@ -92,6 +92,10 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// `None`: admin routes are disabled.
     pub admin_token: Option<String>,
+    pub read_token: Option<String>,
+    /// `None`: `POST /v1/score` is disabled.
+    pub score_token: Option<String>,
+    pub score_updates_state: bool,
     pub max_body_bytes: usize,
 }
 
@@ -100,6 +104,9 @@ impl std::fmt::Debug for HttpConfig {
         f.debug_struct("HttpConfig")
             .field("listen", &self.listen)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
+            .field("read_token", &self.read_token.as_ref().map(|_| "<set>"))
+            .field("score_token", &self.score_token.as_ref().map(|_| "<set>"))
+            .field("score_updates_state", &self.score_updates_state)
             .field("max_body_bytes", &self.max_body_bytes)
             .finish()
     }
@@ -184,6 +191,19 @@ impl Config {
     }
 }
 
+/// A bearer credential: empty turns its routes off; otherwise at least 16
+/// characters.
+fn credential(key: &str, v: &str) -> Result<Option<String>, ConfigError> {
+    match v {
+        "" => Ok(None),
+        t if t.len() < 16 => Err(invalid(
+            key,
+            "must be at least 16 characters (or empty to turn its routes off)",
+        )),
+        t => Ok(Some(t.to_owned())),
+    }
+}
+
 fn non_empty(key: &str, v: &str) -> Result<String, ConfigError> {
     if v.trim().is_empty() {
         Err(invalid(key, "must not be empty"))
@@ -252,6 +272,24 @@ impl RawConfig {
         if d.idle_ttl < Duration::from_secs(1) {
             return Err(invalid("detect.idle_ttl", "must be at least 1s"));
         }
+        if let Some(s) = d
+            .rejected_statuses
+            .iter()
+            .find(|s| !(100..=599).contains(*s))
+        {
+            return Err(invalid(
+                "detect.rejected_statuses",
+                format!("{s} is not an HTTP status (100-599)"),
+            ));
+        }
+        if d.max_clock_skew < Duration::from_secs(1)
+            || d.max_clock_skew > Duration::from_secs(86_400)
+        {
+            return Err(invalid(
+                "detect.max_clock_skew",
+                "must be between 1s and 24h",
+            ));
+        }
         let detect = DetectorParams {
             features: FeatureParams {
                 plausible_speed_kmh: d.plausible_speed_kmh,
@@ -263,22 +301,23 @@ impl RawConfig {
             idle_ttl_ms: d.idle_ttl.as_millis() as i64,
             geo_cache,
             impossible_travel_revokes: d.impossible_travel_revokes,
+            rejected_statuses: d.rejected_statuses.clone(),
+            max_clock_skew_ms: d.max_clock_skew.as_millis() as i64,
         };
         let respond = self.respond.validate()?;
         let h = &self.http;
         let listen = h.listen.parse().map_err(|e: std::net::AddrParseError| {
             invalid("http.listen", format!("{e} (want host:port)"))
         })?;
-        let admin_token = match h.admin_token.as_str() {
-            "" => None,
-            t if t.len() < 16 => {
-                return Err(invalid(
-                    "http.admin_token",
-                    "must be at least 16 characters (or empty to disable the admin routes)",
-                ))
-            }
-            t => Some(t.to_owned()),
-        };
+        let admin_token = credential("http.admin_token", &h.admin_token)?;
+        let read_token = credential("http.read_token", &h.read_token)?;
+        let score_token = credential("http.score_token", &h.score_token)?;
+        if score_token.is_some() && (score_token == admin_token || score_token == read_token) {
+            return Err(invalid(
+                "http.score_token",
+                "must differ from the admin and read tokens: whoever scores must not also administer",
+            ));
+        }
         if !(256..=16 * 1024 * 1024).contains(&h.max_body_bytes) {
             return Err(invalid(
                 "http.max_body_bytes",
@@ -298,6 +337,9 @@ impl RawConfig {
             http: HttpConfig {
                 listen,
                 admin_token,
+                read_token,
+                score_token,
+                score_updates_state: h.score_updates_state,
                 max_body_bytes: h.max_body_bytes,
             },
             allowlist_file: d.allowlist_file.clone(),

@@ -136,6 +136,13 @@ pub struct RawDetect {
     /// Revoke on a single impossible hop instead of alerting until the model
     /// or a flip back agrees.
     pub impossible_travel_revokes: bool,
+    /// Statuses that mean the gateway refused the request: counted, never
+    /// scored, never moving state.
+    pub rejected_statuses: Vec<u16>,
+    /// How far ahead of the wall clock an event time may be before the
+    /// record is refused (`future`).
+    #[serde(with = "humantime_serde")]
+    pub max_clock_skew: Duration,
     /// Where the operator's allowlist is kept (read at start, rewritten on
     /// every change through the admin API). None: in memory only.
     pub allowlist_file: Option<PathBuf>,
@@ -154,6 +161,8 @@ impl Default for RawDetect {
             idle_ttl: Duration::from_millis(d.idle_ttl_ms as u64),
             geo_cache_entries: d.geo_cache.get(),
             impossible_travel_revokes: d.impossible_travel_revokes,
+            rejected_statuses: d.rejected_statuses.clone(),
+            max_clock_skew: Duration::from_millis(d.max_clock_skew_ms as u64),
             allowlist_file: None,
         }
     }
@@ -179,6 +188,15 @@ pub struct RawHttp {
     pub listen: String,
     /// Bearer credential for the admin routes; empty disables them.
     pub admin_token: String,
+    /// Bearer credential for the read routes (tokens, alerts, audit,
+    /// policy); the admin token also reads. Empty: only the admin token.
+    pub read_token: String,
+    /// Bearer credential for `POST /v1/score`; empty disables it.
+    pub score_token: String,
+    /// `POST /v1/score` feeds the token's state and may flag it, instead of
+    /// scoring without changing anything. Only for callers as trusted as
+    /// the telemetry topic's producers.
+    pub score_updates_state: bool,
     /// Largest request body accepted, bytes.
     pub max_body_bytes: usize,
 }
@@ -188,6 +206,9 @@ impl Default for RawHttp {
         RawHttp {
             listen: "127.0.0.1:9464".into(),
             admin_token: String::new(),
+            read_token: String::new(),
+            score_token: String::new(),
+            score_updates_state: false,
             max_body_bytes: 64 * 1024,
         }
     }

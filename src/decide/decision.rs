@@ -14,6 +14,10 @@ pub struct Decision {
     pub decision_id: String,
     pub token_id: String,
     pub sub: String,
+    /// `sub` comes from verified claims (or from an operator): only then may
+    /// a target log the subject out. Unverified, the token alone is revoked.
+    #[serde(default)]
+    pub subject_verified: bool,
     #[serde(default)]
     pub tenant: Option<String>,
     #[serde(default)]
@@ -52,6 +56,7 @@ impl Decision {
             decision_id: Decision::decision_id(&event.token_id, verdict.action),
             token_id: event.token_id.to_string(),
             sub: event.sub.to_string(),
+            subject_verified: event.sub_verified && !event.sub.is_empty(),
             tenant: event.tenant.as_deref().map(str::to_owned),
             client_id: event.client_id.as_deref().map(str::to_owned),
             action: verdict.action,
@@ -85,6 +90,8 @@ impl Decision {
             decision_id: Decision::decision_id(token_id, Action::Revoke),
             token_id: token_id.to_owned(),
             sub: sub.to_owned(),
+            // The operator names the subject; their authority is the proof.
+            subject_verified: !sub.is_empty(),
             tenant: None,
             client_id: None,
             action: Action::Revoke,

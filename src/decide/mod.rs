@@ -43,8 +43,23 @@ pub struct Scored {
 /// Scores `event` under the detector's lock and, if the token escalates,
 /// writes the decision (not yet published).
 pub fn score(detector: &SharedDetector, event: &Event<'_>, explain_all: bool) -> Scored {
+    score_with(detector, event, explain_all, Detector::observe)
+}
+
+/// Scores `event` and changes nothing: no state, no escalation, so never a
+/// decision (`POST /v1/score` by default).
+pub fn score_dry(detector: &SharedDetector, event: &Event<'_>) -> Scored {
+    score_with(detector, event, true, Detector::observe_dry)
+}
+
+fn score_with(
+    detector: &SharedDetector,
+    event: &Event<'_>,
+    explain_all: bool,
+    observe: fn(&mut Detector, &Event<'_>) -> Verdict,
+) -> Scored {
     let mut det = lock(detector);
-    let verdict = det.observe(event);
+    let verdict = observe(&mut det, event);
     let flag = verdict.escalated && verdict.action != Action::None;
     let (explanation, model_version) = if flag || explain_all {
         let geo = det.geo().load();

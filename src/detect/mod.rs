@@ -17,7 +17,7 @@ pub use explain::{explain, ExplainedFeature, Explanation};
 
 use crate::features::{self, FeatureParams, Features, Population, TokenState, TokenStore};
 use crate::geo::{GeoCache, GeoHandle, Loaded, Lookup};
-use crate::model::{Rule, Score};
+use crate::model::{ModelArtifact, Rule, Score};
 use crate::telemetry::{token_key, Event, TokenKey};
 
 /// What the verdict asks the response side to do.
@@ -55,6 +55,9 @@ pub struct Verdict {
     pub lookup: Lookup,
     /// The subject is allowlisted: scored, never acted on.
     pub suppressed: bool,
+    /// Not scored at all: the gateway refused the request (its status is
+    /// one of `detect.rejected_statuses`). It moved no state.
+    pub rejected: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -66,6 +69,15 @@ pub struct DetectorParams {
     /// Revoke on a single impossible hop, without waiting for the model or a
     /// flip back to agree: faster, and more VPN false flags.
     pub impossible_travel_revokes: bool,
+    /// Response statuses that mean the gateway refused the credential. Anyone
+    /// can send a token-shaped string with any claimed subject and get one:
+    /// such a record is counted and moves no state, no population table and
+    /// no decision.
+    pub rejected_statuses: Vec<u16>,
+    /// How far ahead of the wall clock an event time may be. Later records
+    /// are refused at every edge (dead-lettered as `future`, or 422 from the
+    /// API), so no record can pin the detector's clock in the future.
+    pub max_clock_skew_ms: i64,
 }
 
 impl Default for DetectorParams {
@@ -76,6 +88,8 @@ impl Default for DetectorParams {
             idle_ttl_ms: 2 * 3600 * 1000,
             geo_cache: NonZeroUsize::new(65_536).expect("non-zero"),
             impossible_travel_revokes: false,
+            rejected_statuses: vec![401, 403, 407],
+            max_clock_skew_ms: 5 * 60 * 1000,
         }
     }
 }
@@ -85,6 +99,8 @@ impl Default for DetectorParams {
 pub struct DetectorStats {
     /// Events older than the disorder window (scored, moved no state).
     pub late: u64,
+    /// Requests the gateway refused (not scored, moved no state).
+    pub rejected: u64,
     pub geo_shortcut_hits: u64,
     pub geo_cache_hits: u64,
     pub geo_cache_misses: u64,
@@ -106,6 +122,7 @@ pub struct Detector {
     params: DetectorParams,
     shortcut_hits: u64,
     late: u64,
+    rejected: u64,
     clock_ms: i64,
     events_since_expiry: u32,
 }
@@ -132,6 +149,7 @@ impl Detector {
             params,
             shortcut_hits: 0,
             late: 0,
+            rejected: 0,
             clock_ms: 0,
             events_since_expiry: 0,
         }
@@ -159,23 +177,15 @@ impl Detector {
             self.events_since_expiry = 0;
             self.store.expire(self.clock_ms);
         }
-        let geo = self.geo.load();
         let state = self.store.entry(key, event.ts_ms);
-        let mut lookup = locate(
+        let lookup = locate_allowed(
             state,
-            &mut self.cache,
-            &geo,
             event.ip,
+            &self.geo,
+            &mut self.cache,
+            &self.allowlist,
             &mut self.shortcut_hits,
         );
-        let allow = self.allowlist.load();
-        if !allow.is_empty() {
-            if let Lookup::Located(l) = lookup {
-                if allow.is_egress(event.ip, l.asn) {
-                    lookup = Lookup::Unlocated(crate::geo::Unlocated::Allowlisted);
-                }
-            }
-        }
         let f = features::observe(
             state,
             event,
@@ -197,32 +207,15 @@ impl Detector {
 
     /// Scores one event. The heart of tokenwatch.
     pub fn observe(&mut self, event: &Event<'_>) -> Verdict {
+        if self.params.rejected_statuses.contains(&event.status) {
+            return self.rejected(event);
+        }
         let model = self.model().load_full();
-        let suppressed = {
-            let allow = self.allowlist.load();
-            !allow.is_empty() && allow.is_subject(&event.sub)
-        };
+        let suppressed = self.suppressed(event);
         let travel_revokes = self.params.impossible_travel_revokes;
         let (key, features, lookup, state) = self.step(event);
         let score = model.score(&features);
-        let a = &model.artifact;
-        // Concurrent use admits no innocent reading: it revokes whatever
-        // threshold the model was calibrated to. A single impossible hop
-        // alerts at least, and revokes when the model agrees (or when the
-        // operator chose `detect.impossible_travel_revokes`).
-        let rule = score.rule;
-        let action = if suppressed {
-            Action::None
-        } else if rule == Some(Rule::ConcurrentUse)
-            || (rule == Some(Rule::ImpossibleTravel) && travel_revokes)
-            || score.score >= a.revoke_threshold
-        {
-            Action::Revoke
-        } else if rule.is_some() || score.score >= a.alert_threshold {
-            Action::Alert
-        } else {
-            Action::None
-        };
+        let action = action(&model.artifact, &score, suppressed, travel_revokes);
         state.last_score = score.score;
         let escalated = action.level() > state.flagged_level;
         if escalated {
@@ -236,6 +229,72 @@ impl Detector {
             features,
             lookup,
             suppressed,
+            rejected: false,
+        }
+    }
+
+    /// Scores one event as [`Detector::observe`] would, and changes nothing:
+    /// not the token's state, not the population tables. Never escalates.
+    /// For `POST /v1/score`, which an outsider may reach.
+    pub fn observe_dry(&mut self, event: &Event<'_>) -> Verdict {
+        if self.params.rejected_statuses.contains(&event.status) {
+            return self.rejected(event);
+        }
+        let model = self.model().load_full();
+        let suppressed = self.suppressed(event);
+        let key = token_key(&event.token_id);
+        let mut state = self
+            .store
+            .get(&key)
+            .copied()
+            .unwrap_or_else(|| TokenState::new(event.ts_ms));
+        let lookup = locate_allowed(
+            &mut state,
+            event.ip,
+            &self.geo,
+            &mut self.cache,
+            &self.allowlist,
+            &mut self.shortcut_hits,
+        );
+        let features = self.population.frozen(|population| {
+            features::observe(&mut state, event, lookup, &self.params.features, population)
+        });
+        let score = model.score(&features);
+        let action = action(
+            &model.artifact,
+            &score,
+            suppressed,
+            self.params.impossible_travel_revokes,
+        );
+        Verdict {
+            key,
+            score,
+            action,
+            escalated: false,
+            features,
+            lookup,
+            suppressed,
+            rejected: false,
+        }
+    }
+
+    fn suppressed(&self, event: &Event<'_>) -> bool {
+        let allow = self.allowlist.load();
+        !allow.is_empty() && allow.is_subject(&event.sub)
+    }
+
+    /// The verdict on a request the gateway refused: counted, nothing else.
+    fn rejected(&mut self, event: &Event<'_>) -> Verdict {
+        self.rejected += 1;
+        Verdict {
+            key: token_key(&event.token_id),
+            score: Score::default(),
+            action: Action::None,
+            escalated: false,
+            features: Features::none(),
+            lookup: Lookup::Unlocated(crate::geo::Unlocated::NotLooked),
+            suppressed: false,
+            rejected: true,
         }
     }
 
@@ -268,6 +327,10 @@ impl Detector {
             .expect("a scoring detector is built with Detector::new")
     }
 
+    pub fn params(&self) -> &DetectorParams {
+        &self.params
+    }
+
     pub fn allowlist(&self) -> &AllowlistHandle {
         &self.allowlist
     }
@@ -275,6 +338,7 @@ impl Detector {
     pub fn stats(&self) -> DetectorStats {
         DetectorStats {
             late: self.late,
+            rejected: self.rejected,
             geo_shortcut_hits: self.shortcut_hits,
             geo_cache_hits: self.cache.hits,
             geo_cache_misses: self.cache.misses,
@@ -282,6 +346,46 @@ impl Detector {
             expired: self.store.expired,
             tracked: self.store.len() as u64,
         }
+    }
+}
+
+/// Concurrent use admits no innocent reading: it revokes whatever threshold
+/// the model was calibrated to. A single impossible hop alerts at least, and
+/// revokes when the model agrees (or when the operator chose
+/// `detect.impossible_travel_revokes`).
+fn action(a: &ModelArtifact, score: &Score, suppressed: bool, travel_revokes: bool) -> Action {
+    let rule = score.rule;
+    if suppressed {
+        Action::None
+    } else if rule == Some(Rule::ConcurrentUse)
+        || (rule == Some(Rule::ImpossibleTravel) && travel_revokes)
+        || score.score >= a.revoke_threshold
+    {
+        Action::Revoke
+    } else if rule.is_some() || score.score >= a.alert_threshold {
+        Action::Alert
+    } else {
+        Action::None
+    }
+}
+
+/// Geolocates `ip` for a token, then applies the operator's egress list.
+fn locate_allowed(
+    state: &mut TokenState,
+    ip: std::net::IpAddr,
+    geo: &GeoHandle,
+    cache: &mut GeoCache,
+    allowlist: &AllowlistHandle,
+    shortcut_hits: &mut u64,
+) -> Lookup {
+    let geo = geo.load();
+    let lookup = locate(state, cache, &geo, ip, shortcut_hits);
+    let allow = allowlist.load();
+    match lookup {
+        Lookup::Located(l) if !allow.is_empty() && allow.is_egress(ip, l.asn) => {
+            Lookup::Unlocated(crate::geo::Unlocated::Allowlisted)
+        }
+        other => other,
     }
 }
 

@@ -72,6 +72,17 @@ pub struct Features {
 }
 
 impl Features {
+    /// The features of a request that was not scored.
+    pub fn none() -> Features {
+        Features {
+            values: [0.0; N_FEATURES],
+            from: None,
+            to: None,
+            dt_s: 0.0,
+            late: false,
+        }
+    }
+
     pub fn get(&self, i: usize) -> f32 {
         self.values[i]
     }
@@ -88,6 +99,9 @@ pub struct Population {
     egress: lru::LruCache<u64, Sketch64>,
     /// Places each subject has used on its other tokens.
     pub familiar: Familiar,
+    /// Read, never written: a dry run (`Detector::observe_dry`) learns
+    /// nothing from what an outsider sends.
+    frozen: bool,
 }
 
 const ROUTE_CLASSES: usize = 64;
@@ -107,20 +121,36 @@ impl Default for Population {
             // Grows with use; the cap is enforced on insert.
             egress: lru::LruCache::unbounded(),
             familiar: Familiar::default(),
+            frozen: false,
         }
     }
 }
 
 impl Population {
+    /// Runs `f` with the tables read-only.
+    pub fn frozen<R>(&mut self, f: impl FnOnce(&mut Population) -> R) -> R {
+        self.frozen = true;
+        let r = f(self);
+        self.frozen = false;
+        r
+    }
+
     fn observe(&mut self, class: usize, rate: f32) -> f32 {
         let mean = &mut self.rate[class];
         let ratio = rate / mean.max(0.1);
-        *mean += POP_ALPHA * (rate - *mean);
+        if !self.frozen {
+            *mean += POP_ALPHA * (rate - *mean);
+        }
         ratio
     }
 
-    /// Records `subject` behind `prefix`; returns the distinct-subject estimate.
-    fn observe_egress(&mut self, prefix: u64, subject: u64) -> f32 {
+    /// Records `subject` behind `prefix`; returns the distinct-subject
+    /// estimate. A request without a subject (an opaque token the gateway
+    /// logged no subject for) is nobody in particular: it is not counted.
+    fn observe_egress(&mut self, prefix: u64, subject: Option<u64>) -> f32 {
+        let (Some(subject), false) = (subject, self.frozen) else {
+            return self.egress.peek(&prefix).map_or(0.0, Sketch64::estimate);
+        };
         if self.egress.len() >= EGRESS_PREFIXES && !self.egress.contains(&prefix) {
             self.egress.pop_lru();
         }
@@ -257,7 +287,9 @@ pub fn observe(
     }
 
     // --- shared egress -------------------------------------------------------
-    let subject = xxhash_rust::xxh3::xxh3_64(event.sub.as_bytes());
+    // Subject-level state needs a subject: tokens without one never pool
+    // into a shared empty subject.
+    let subject = (!event.sub.is_empty()).then(|| xxhash_rust::xxh3::xxh3_64(event.sub.as_bytes()));
     let here_subjects = population.observe_egress(prefix, subject);
     // Only needed on a far hop or a new place: hashed lazily.
     let token_tag = || xxhash_rust::xxh3::xxh3_64(event.token_id.as_bytes()) as u32;
@@ -305,11 +337,12 @@ pub fn observe(
             // changes the apparent place, not the holder's; so does moving
             // between two places the subject used on its other tokens.
             let far_hop = !shared && km >= params.far_km;
-            let familiar = far_hop && {
-                let tag = token_tag();
-                population.familiar.knows(subject, tag, &prev.location)
-                    && population.familiar.knows(subject, tag, &loc)
-            };
+            let familiar = far_hop
+                && subject.is_some_and(|subject| {
+                    let tag = token_tag();
+                    population.familiar.knows(subject, tag, &prev.location)
+                        && population.familiar.knows(subject, tag, &loc)
+                });
             v[idx::FAMILIAR] = f32::from(u8::from(familiar));
             let impossible = far_hop && !familiar && speed > params.plausible_speed_kmh;
             v[idx::IMPOSSIBLE] = f32::from(u8::from(impossible));
@@ -339,8 +372,10 @@ pub fn observe(
         state.suspect |= v[idx::IMPOSSIBLE] > 0.0 || state.flips >= 1.0;
         // A token that has shown travel or a flip teaches nothing: its
         // places may be the thief's.
-        if !late && !state.suspect && (first || new_prefix) {
-            population.familiar.learn(subject, token_tag(), &loc);
+        if let Some(subject) = subject.filter(|_| !population.frozen) {
+            if !late && !state.suspect && (first || new_prefix) {
+                population.familiar.learn(subject, token_tag(), &loc);
+            }
         }
         // A late event is compared, but the newest sighting stays the anchor.
         if state.last_seen.is_none_or(|s| now >= s.at_ms) {

@@ -1,7 +1,8 @@
 //! The client's address behind proxies. The peer the gateway saw is the
 //! client unless it is one of the operator's trusted proxies; only then is
-//! `X-Forwarded-For` (or RFC 7239 `Forwarded`) read, from the right, skipping
-//! trusted hops. A header the client wrote itself is never believed: its
+//! the header the input maps read (`X-Forwarded-For`, or RFC 7239
+//! `Forwarded` where an input maps it instead; no preset does), from the
+//! right, skipping trusted hops. A header the client wrote itself is never believed: its
 //! entries sit left of the first untrusted hop, which is where reading stops.
 
 use std::net::IpAddr;
@@ -20,18 +21,17 @@ impl TrustedProxies {
     }
 }
 
-/// `::ffff:a.b.c.d` is the IPv4 address it maps.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
+use crate::telemetry::canonical_ip as canonical;
 
 /// An address as gateways log it: bare, `v4:port`, `[v6]:port`, or an RFC
 /// 7239 node (`"[2001:db8::1]:443"`, quoted).
 fn parse_addr(text: &str) -> Option<IpAddr> {
     let t = text.trim().trim_matches('"');
+    // A zone (`fe80::1%eth0`) names an interface of the gateway, not the
+    // client: dropped.
+    if let Some((addr, _zone)) = t.split_once('%') {
+        return parse_addr(addr.trim_start_matches('['));
+    }
     // `v4:port`, the commonest form in access logs, without first failing
     // to read it as a bare address.
     if let Some((host, port)) = t.split_once(':') {
@@ -70,8 +70,7 @@ pub fn client_ip(
     forwarded: Option<&str>,
     trusted: &TrustedProxies,
 ) -> Result<IpAddr, GatewayError> {
-    let peer =
-        parse_addr(remote).ok_or_else(|| GatewayError::Ip(remote.chars().take(64).collect()))?;
+    let peer = parse_addr(remote).ok_or(GatewayError::Ip)?;
     if !trusted.contains(peer) {
         return Ok(peer);
     }

@@ -2,14 +2,16 @@
 /// dead-letter and metric label; no message ever carries a credential.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum GatewayError {
-    #[error("not a JSON record: {0}")]
-    Json(String),
+    #[error("not a JSON record")]
+    Json,
     #[error("missing field: {0}")]
     Missing(&'static str),
-    #[error("unreadable timestamp: {0}")]
-    Timestamp(String),
-    #[error("unreadable client address: {0}")]
-    Ip(String),
+    #[error("unreadable timestamp")]
+    Timestamp,
+    #[error("the event time is further ahead of the wall clock than detect.max_clock_skew allows")]
+    Future,
+    #[error("unreadable client address")]
+    Ip,
     #[error("the Authorization header is not a bearer credential")]
     NotBearer,
     #[error("no bearer token, verified payload or token id in the record")]
@@ -21,10 +23,11 @@ pub enum GatewayError {
 impl GatewayError {
     pub fn reason(&self) -> &'static str {
         match self {
-            GatewayError::Json(_) => "json",
+            GatewayError::Json => "json",
             GatewayError::Missing(_) => "missing_field",
-            GatewayError::Timestamp(_) => "timestamp",
-            GatewayError::Ip(_) => "ip",
+            GatewayError::Timestamp => "timestamp",
+            GatewayError::Future => "future",
+            GatewayError::Ip => "ip",
             GatewayError::NotBearer => "not_bearer",
             GatewayError::NoToken => "no_token",
             GatewayError::BadTokenId => "bad_token_id",

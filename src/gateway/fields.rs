@@ -77,6 +77,10 @@ pub struct FieldMap {
     pub latency: Option<String>,
     /// Multiplier from the format's latency unit to milliseconds.
     pub latency_to_ms: f64,
+    /// The claim fields (`token_id`, `sub`, …) are logged by the gateway
+    /// after it verified the token (an authorizer's claims): their subject
+    /// may be logged out. Claims decoded from an unverified JWT never are.
+    pub claims_verified: bool,
 }
 
 impl Default for FieldMap {
@@ -100,6 +104,7 @@ impl Default for FieldMap {
             bytes: None,
             latency: None,
             latency_to_ms: 1.0,
+            claims_verified: false,
         }
     }
 }
@@ -130,8 +135,9 @@ impl FieldMap {
             Format::Nginx => FieldMap {
                 ts: p("/time"),
                 remote_addr: p("/remote_addr"),
+                // Only the header the proxies in front append to. NGINX
+                // passes a client's own `Forwarded` on untouched.
                 x_forwarded_for: p("/x_forwarded_for"),
-                forwarded: p("/forwarded"),
                 authorization: p("/authorization"),
                 user_agent: p("/user_agent"),
                 method: p("/method"),
@@ -173,6 +179,7 @@ impl FieldMap {
                 status: p("/status"),
                 bytes: p("/responseLength"),
                 latency: p("/responseLatency"),
+                claims_verified: true,
                 ..d
             },
             Format::Traefik => FieldMap {
@@ -274,12 +281,7 @@ impl FieldMap {
 /// an epoch number (milliseconds when ≥ 10^11, else seconds, fractions
 /// allowed, as NGINX's `$msec` writes).
 pub fn timestamp_ms(v: &Scalar<'_>) -> Result<i64, GatewayError> {
-    let bad = || {
-        GatewayError::Timestamp(
-            v.text()
-                .map_or_else(|| "(not text)".into(), |t| t.chars().take(40).collect()),
-        )
-    };
+    let bad = || GatewayError::Timestamp;
     if let Some(x) = v.number() {
         return Ok(if x.abs() >= 1e11 {
             x as i64

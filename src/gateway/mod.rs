@@ -20,14 +20,16 @@ pub use client_ip::{client_ip, TrustedProxies};
 pub use error::GatewayError;
 pub use fields::{slot, FieldMap, Format};
 pub use pluck::{Plan, Scalar};
-pub use token::{bearer, derive_identity, Claims, TokenIdentity};
+pub use token::{
+    bearer, derive_identity, read_authorization, token_ids, Authorization, Claims, TokenIdentity,
+};
 pub use verify::{JwksError, JwtVerifier};
 
 use std::borrow::Cow;
 
 use serde_json::Value;
 
-use crate::telemetry::{check_ts_ms, read_text, Event, TokenHasher};
+use crate::telemetry::{check_ts_ms, read_text, without_query, Event, TokenHasher};
 
 use crate::seal::Sealer;
 
@@ -75,7 +77,7 @@ impl Normalizer {
         let mut slots: [Option<Scalar<'a>>; slot::COUNT] = Default::default();
         self.plan
             .pluck(record, &mut slots)
-            .map_err(|e| GatewayError::Json(e.to_string()))?;
+            .map_err(|_| GatewayError::Json)?;
         // JSON null, "" and the "-" gateways write for "no value" are absent.
         for s in &mut slots {
             let absent = match s {
@@ -90,7 +92,7 @@ impl Normalizer {
         let get = |i: usize| slots[i].as_ref();
         let text = |i: usize| get(i).and_then(Scalar::text);
         let ts = fields::timestamp_ms(get(slot::TS).ok_or(GatewayError::Missing("ts"))?)?;
-        check_ts_ms(ts).map_err(|_| GatewayError::Timestamp(ts.to_string()))?;
+        check_ts_ms(ts).map_err(|_| GatewayError::Timestamp)?;
         let remote = text(slot::REMOTE_ADDR).ok_or(GatewayError::Missing("client address"))?;
         let ip = client_ip(
             &remote,
@@ -121,6 +123,7 @@ impl Normalizer {
             text(slot::AUTHORIZATION).as_deref(),
             payload,
             mapped,
+            self.map.claims_verified,
             &self.hasher,
             self.sealer.as_ref(),
             self.verifier.as_deref(),
@@ -140,10 +143,11 @@ impl Normalizer {
             ts_ms: ts,
             token_id: Cow::Owned(id.token_id),
             sub: id.claims.sub.unwrap_or_default(),
+            sub_verified: id.sub_verified,
             ip,
             user_agent: take(slot::USER_AGENT).unwrap_or_default(),
             method: take(slot::METHOD).ok_or(GatewayError::Missing("method"))?,
-            path: take(slot::PATH).ok_or(GatewayError::Missing("path"))?,
+            path: without_query(take(slot::PATH).ok_or(GatewayError::Missing("path"))?),
             status,
             tenant: None,
             client_id: id.claims.client_id,

@@ -106,19 +106,122 @@ pub struct TokenIdentity<'a> {
     /// The raw token sealed for the revoker, when a seal key is configured
     /// and the record carried the token.
     pub handle: Option<String>,
+    /// The subject came from verified claims: a payload the gateway decoded
+    /// after verifying it, a token whose signature `verifier` checked, or
+    /// claim fields the gateway vouches for (`mapped_verified`).
+    pub sub_verified: bool,
 }
 
-/// The token of an `Authorization: Bearer …` header value.
-pub fn bearer(header: &str) -> Option<&str> {
-    let header = header.trim();
+/// What an `Authorization` header value says, read one way at the edge
+/// check and in the scorer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Authorization<'a> {
+    /// No bearer credential (another scheme, such as Basic): not a token
+    /// tokenwatch judges.
+    Other,
+    /// Exactly one bearer token; a header repeated with the same token
+    /// (NGINX ≥ 1.23 and Envoy join repeats with ", ") counts once.
+    Bearer(&'a str),
+    /// Different bearer tokens in one request, or a bearer credential that
+    /// cannot be read: an edge must refuse it. The scorer scores the first
+    /// token it could read.
+    Ambiguous(Option<&'a str>),
+}
+
+/// Reads an `Authorization` value: the scheme in any case, then one or
+/// more spaces or tabs, then a token with no white space; comma-joined
+/// repeats allowed (a token never holds a comma, RFC 6750 `b64token`).
+pub fn read_authorization(header: &str) -> Authorization<'_> {
+    // One credential, the usual case: one pass, no split.
+    if memchr::memchr(b',', header.as_bytes()).is_none() {
+        return match one_credential(header) {
+            Credential::Bearer(t) => Authorization::Bearer(t),
+            Credential::Other => Authorization::Other,
+            Credential::Unreadable => Authorization::Ambiguous(None),
+        };
+    }
+    let (mut token, mut other, mut unreadable, mut distinct) = (None, false, false, false);
+    for part in header.split(',') {
+        match one_credential(part) {
+            Credential::Bearer(t) => match token {
+                None => token = Some(t),
+                Some(first) => distinct |= first != t,
+            },
+            Credential::Other => other = true,
+            Credential::Unreadable => unreadable = true,
+        }
+    }
+    match token {
+        None if !unreadable => Authorization::Other,
+        Some(t) if !(other || unreadable || distinct) => Authorization::Bearer(t),
+        first => Authorization::Ambiguous(first),
+    }
+}
+
+enum Credential<'a> {
+    Bearer(&'a str),
+    Other,
+    Unreadable,
+}
+
+fn one_credential(part: &str) -> Credential<'_> {
+    let part = part.trim_matches([' ', '\t']);
     // The scheme by its fixed length: no search through a long token.
-    let token = header
-        .get(..7)
-        .filter(|scheme| scheme.eq_ignore_ascii_case("bearer "))
-        .map(|_| header[7..].trim_start())?;
+    let Some(rest) = part
+        .get(..6)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|_| &part[6..])
+    else {
+        return Credential::Other;
+    };
+    let token = rest.trim_start_matches([' ', '\t']);
+    if token.len() == rest.len() {
+        // "Bearerxyz": not the bearer scheme followed by a token.
+        return if rest.is_empty() {
+            Credential::Unreadable
+        } else {
+            Credential::Other
+        };
+    }
     // memchr's vector search: a token is a few hundred bytes, and std's
     // search showed in the normalize profile.
-    (!token.is_empty() && memchr::memchr(b' ', token.as_bytes()).is_none()).then_some(token)
+    if token.is_empty() || memchr::memchr2(b' ', b'\t', token.as_bytes()).is_some() {
+        Credential::Unreadable
+    } else {
+        Credential::Bearer(token)
+    }
+}
+
+/// The token a request is scored by: its one bearer token, or the first of
+/// several.
+pub fn bearer(header: &str) -> Option<&str> {
+    match read_authorization(header) {
+        Authorization::Bearer(t) | Authorization::Ambiguous(Some(t)) => Some(t),
+        Authorization::Other | Authorization::Ambiguous(None) => None,
+    }
+}
+
+/// Every id the edge must look a bearer token up by: the id tokenwatch
+/// derives for it (a verified `jti`, else the keyed hash), and, for a JWT
+/// whose signature could not be verified (the issuer's keys not loaded yet,
+/// or rotated), its unverified `jti` too: a revoked token must not pass
+/// because a key is missing. A forged token carrying a revoked `jti` only
+/// gets its own sender refused.
+pub fn token_ids(
+    token: &str,
+    hasher: &TokenHasher,
+    verifier: Option<&JwtVerifier>,
+) -> (String, Option<String>) {
+    let verified = jwt_claims(token, verifier).and_then(|c| c.jti);
+    let unverified = match (&verified, verifier) {
+        (None, Some(_)) => jwt_claims(token, None).and_then(|c| c.jti),
+        _ => None,
+    };
+    let id = match verified {
+        Some(jti) => jti.into_owned(),
+        None => hasher.id(token),
+    };
+    (id, unverified.map(Cow::into_owned))
 }
 
 /// The payload claims of a compact JWS, if `token` is one. With a verifier,
@@ -154,6 +257,7 @@ pub fn derive_identity<'a>(
     authorization: Option<&str>,
     jwt_payload: Option<&Value>,
     mapped: Claims<'a>,
+    mapped_verified: bool,
     hasher: &TokenHasher,
     sealer: Option<&Sealer>,
     verifier: Option<&JwtVerifier>,
@@ -172,7 +276,15 @@ pub fn derive_identity<'a>(
     let from_token = raw
         .and_then(|t| jwt_claims(t, verifier))
         .unwrap_or_default();
-    let mut claims = payload.unwrap_or_default().or(from_token).or(mapped);
+    let payload = payload.unwrap_or_default();
+    let sub_verified = if payload.sub.is_some() {
+        true
+    } else if from_token.sub.is_some() {
+        verifier.is_some()
+    } else {
+        mapped.sub.is_some() && mapped_verified
+    };
+    let mut claims = payload.or(from_token).or(mapped);
     let token_id = match (claims.jti.take(), raw) {
         (Some(jti), _) => jti.into_owned(),
         (None, Some(raw)) => hasher.id(raw),
@@ -187,6 +299,7 @@ pub fn derive_identity<'a>(
         token_id,
         claims,
         handle,
+        sub_verified,
     })
 }
 
@@ -209,12 +322,40 @@ mod tests {
             ("Bearer", None),
             ("Bearer ", None),
             ("Bearer a b", None),
-            ("Bearer\tabc", None),
+            // A tab, as well as spaces, separates scheme and token (RFC 9110
+            // allows either; a thief's client may send either).
+            ("Bearer\tabc", Some("abc")),
+            ("Bearer \t abc\t", Some("abc")),
+            // A repeated header joined by the gateway: the one token.
+            ("Bearer abc, Bearer abc", Some("abc")),
+            ("Bearer abc,bearer\tabc", Some("abc")),
+            // Different tokens: scored by the first.
+            ("Bearer abc, Bearer xyz", Some("abc")),
             ("Basic dXNlcjpwYXNz", None),
             ("Bearerabc", None),
             ("Béarer abc", None),
         ] {
             assert_eq!(bearer(header), want, "{header:?}");
+        }
+    }
+
+    #[test]
+    fn an_authorization_header_reads_one_way() {
+        use Authorization::*;
+        for (header, want) in [
+            ("Bearer abc", Bearer("abc")),
+            ("bEaReR\tabc", Bearer("abc")),
+            ("Bearer abc, Bearer abc", Bearer("abc")),
+            ("Basic dXNlcjpwYXNz", Other),
+            ("Basic a, Basic b", Other),
+            ("Bearerabc", Other),
+            ("Bearer abc, Bearer xyz", Ambiguous(Some("abc"))),
+            ("Bearer abc, Basic dXNlcjpwYXNz", Ambiguous(Some("abc"))),
+            ("Bearer a b", Ambiguous(None)),
+            ("Bearer", Ambiguous(None)),
+            ("Bearer abc, Bearer", Ambiguous(Some("abc"))),
+        ] {
+            assert_eq!(read_authorization(header), want, "{header:?}");
         }
     }
 
@@ -224,6 +365,7 @@ mod tests {
             Some(&format!("Bearer {token}")),
             None,
             Claims::default(),
+            false,
             &TokenHasher::new(b"k"),
             None,
             None,
@@ -275,6 +417,7 @@ mod tests {
             Some("bearer opaque-abc"),
             None,
             Claims::default(),
+            false,
             &TokenHasher::new(b"k"),
             Some(&sealer),
             None,
@@ -320,6 +463,7 @@ mod tests {
                 Some("Basic YWxpY2U6cHc="),
                 None,
                 Claims::default(),
+                false,
                 &TokenHasher::new(b"k"),
                 None,
                 None,
@@ -331,6 +475,7 @@ mod tests {
                 None,
                 None,
                 Claims::default(),
+                false,
                 &TokenHasher::new(b"k"),
                 None,
                 None
@@ -342,9 +487,17 @@ mod tests {
             ..Claims::default()
         };
         assert_eq!(
-            derive_identity(None, None, mapped, &TokenHasher::new(b"k"), None, None)
-                .unwrap()
-                .token_id,
+            derive_identity(
+                None,
+                None,
+                mapped,
+                false,
+                &TokenHasher::new(b"k"),
+                None,
+                None
+            )
+            .unwrap()
+            .token_id,
             "aws-jti"
         );
         let payload = serde_json::json!({"jti": "env-1", "sub": "carol"});
@@ -353,6 +506,7 @@ mod tests {
                 None,
                 Some(&payload),
                 Claims::default(),
+                false,
                 &TokenHasher::new(b"k"),
                 None,
                 None

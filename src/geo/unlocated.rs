@@ -22,6 +22,8 @@ pub enum Unlocated {
     /// An operator listed the address, or its network, as shared egress (a
     /// VPN or proxy): where it geolocates says nothing about the user.
     Allowlisted,
+    /// Not looked up: the request was not scored (the gateway rejected it).
+    NotLooked,
 }
 
 /// Classifies special-purpose addresses; `None` for a public address.

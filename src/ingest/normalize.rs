@@ -14,15 +14,20 @@ use rdkafka::Message;
 
 use super::consumer::{Handled, Handler, Transient};
 use super::deadletter;
-use crate::gateway::Normalizer;
+use crate::clock::now_ms;
+use crate::gateway::{GatewayError, Normalizer};
 use crate::kafka::TopicWriter;
 use crate::metrics::Metrics;
+use crate::telemetry::check_not_future;
 
 pub struct NormalizeHandler {
     gateways: HashMap<String, Normalizer>,
     telemetry: TopicWriter,
     deadletters: TopicWriter,
     metrics: Arc<Metrics>,
+    /// `detect.max_clock_skew`: later event times are dead-lettered here,
+    /// at the first hop.
+    max_skew_ms: i64,
 }
 
 impl NormalizeHandler {
@@ -38,7 +43,13 @@ impl NormalizeHandler {
             telemetry: TopicWriter::new(producer.clone(), telemetry_topic),
             deadletters: TopicWriter::new(producer, deadletter_topic),
             metrics,
+            max_skew_ms: crate::detect::DetectorParams::default().max_clock_skew_ms,
         }
+    }
+
+    pub fn with_max_clock_skew_ms(mut self, ms: i64) -> NormalizeHandler {
+        self.max_skew_ms = ms;
+        self
     }
 }
 
@@ -50,7 +61,12 @@ impl Handler for NormalizeHandler {
             // Subscribed topics are exactly the configured inputs.
             return Err(Transient(format!("no adapter for topic {}", msg.topic())));
         };
-        match n.normalize(payload) {
+        let normalized = n.normalize(payload).and_then(|t| {
+            check_not_future(t.ts_ms, now_ms(), self.max_skew_ms)
+                .map(|()| t)
+                .map_err(|_| GatewayError::Future)
+        });
+        match normalized {
             Ok(t) => {
                 let json = t.to_json();
                 self.metrics

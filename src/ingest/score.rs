@@ -23,7 +23,7 @@ use crate::detect::DetectorStats;
 use crate::gateway::Normalizer;
 use crate::kafka::TopicWriter;
 use crate::metrics::Metrics;
-use crate::telemetry::Event;
+use crate::telemetry::{check_not_future, Event};
 
 pub struct ScoringHandler {
     detector: SharedDetector,
@@ -31,6 +31,8 @@ pub struct ScoringHandler {
     flagger: Arc<Flagger>,
     metrics: Arc<Metrics>,
     since_stats: u32,
+    /// `detect.max_clock_skew`: later event times are dead-lettered.
+    max_skew_ms: i64,
     /// The detector's counters as last exported, to add only the increase.
     last_stats: DetectorStats,
     /// Topics of gateway logs, read through their adapter.
@@ -47,7 +49,9 @@ impl ScoringHandler {
         flagger: Arc<Flagger>,
         metrics: Arc<Metrics>,
     ) -> ScoringHandler {
+        let max_skew_ms = decide::lock(&detector).params().max_clock_skew_ms;
         ScoringHandler {
+            max_skew_ms,
             detector,
             deadletters: TopicWriter::new(producer, deadletter_topic),
             flagger,
@@ -130,6 +134,9 @@ impl ScoringHandler {
             .inc_by(d(s.expired, last.expired));
         self.metrics.tokens_tracked.set(s.tracked as i64);
         self.metrics.events_late.inc_by(d(s.late, last.late));
+        self.metrics
+            .events_gateway_rejected
+            .inc_by(d(s.rejected, last.rejected));
         *last = s;
     }
 }
@@ -167,6 +174,12 @@ impl Handler for ScoringHandler {
                 }
             },
         };
+        if let Err(e) = check_not_future(event.ts_ms, now_ms(), self.max_skew_ms) {
+            let safe = gateway.map(|n| n.redact(payload));
+            return self
+                .reject(msg, safe.as_deref(), e.reason(), &e.to_string())
+                .await;
+        }
         let scored = decide::score(&self.detector, &event, false);
         let verdict = scored.verdict;
         if let Some((log, _)) = &mut self.changelog {

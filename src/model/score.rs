@@ -22,7 +22,7 @@ pub struct Contribution {
     pub weight: f32,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Score {
     pub score: f32,
     /// The model's own probability, before rules.

@@ -184,7 +184,13 @@ impl Revoker {
                 d.tenant.as_deref().unwrap_or(""),
                 d.sub
             );
-            let o = if self.done.contains(&key) {
+            let o = if !d.subject_verified {
+                // Anyone can put a subject in an unsigned JWT or a forged
+                // record: it never chooses whom to log out.
+                Outcome::Unrevocable {
+                    why: "the subject is not verified; the token alone is revoked".into(),
+                }
+            } else if self.done.contains(&key) {
                 Outcome::Duplicate
             } else {
                 let subject = Subject {
@@ -197,7 +203,9 @@ impl Revoker {
                 })
             };
             let name = l.name().to_owned();
-            self.remember(key, &o);
+            if d.subject_verified {
+                self.remember(key, &o);
+            }
             out.push(TargetOutcome {
                 target: name,
                 outcome: o,

@@ -19,7 +19,7 @@ use rdkafka::producer::FutureProducer;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, AdminToken, AllowlistStore, AppState, Service};
+use crate::api::{self, AllowlistStore, AppState, Credential, Service};
 use crate::config::Config;
 use crate::decide::{Alerts, Decision, Flagger, Outbox};
 use crate::detect::Detector;
@@ -198,7 +198,10 @@ pub async fn serve(
             controls: controls.clone(),
             allowlist,
             model_path: cfg.model_path.clone(),
-            admin_token: cfg.http.admin_token.as_deref().map(AdminToken::new),
+            admin_token: cfg.http.admin_token.as_deref().map(Credential::new),
+            read_token: cfg.http.read_token.as_deref().map(Credential::new),
+            score_token: cfg.http.score_token.as_deref().map(Credential::new),
+            score_updates_state: cfg.http.score_updates_state,
             max_body_bytes: cfg.http.max_body_bytes,
             edge,
         }),

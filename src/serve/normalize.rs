@@ -74,7 +74,8 @@ pub async fn normalize(
         cfg.kafka.telemetry_topic.clone(),
         cfg.kafka.deadletter_topic.clone(),
         metrics.clone(),
-    );
+    )
+    .with_max_clock_skew_ms(cfg.detect.max_clock_skew_ms);
     let normalized = ingest::run(
         consumer,
         handler,

@@ -35,7 +35,18 @@ pub fn check_ts_ms(ts_ms: i64) -> Result<(), TelemetryError> {
     if (978_307_200_000..=4_102_444_800_000).contains(&ts_ms) {
         Ok(())
     } else {
-        Err(TelemetryError::Timestamp(ts_ms.to_string()))
+        Err(TelemetryError::Timestamp)
+    }
+}
+
+/// An event time further than `skew_ms` ahead of `now_ms` (the wall clock)
+/// is refused: one such record would otherwise pin the detector's clock in
+/// the future and blind it until a restart.
+pub fn check_not_future(ts_ms: i64, now_ms: i64, skew_ms: i64) -> Result<(), TelemetryError> {
+    if ts_ms > now_ms.saturating_add(skew_ms) {
+        Err(TelemetryError::Future)
+    } else {
+        Ok(())
     }
 }
 
@@ -50,6 +61,10 @@ pub struct Event<'a> {
     pub ts_ms: i64,
     pub token_id: Cow<'a, str>,
     pub sub: Cow<'a, str>,
+    /// The subject comes from claims whose signature was verified (by the
+    /// gateway, or by tokenwatch against the issuer's keys). Only a verified
+    /// subject is ever logged out; an unverified one revokes the token only.
+    pub sub_verified: bool,
     pub ip: IpAddr,
     pub user_agent: Cow<'a, str>,
     pub method: Cow<'a, str>,
@@ -147,6 +162,7 @@ struct Wire<'a> {
     token_id: Str<'a>,
     #[serde(borrow, default)]
     sub: Str<'a>,
+    sub_verified: Option<bool>,
     #[serde(borrow, default)]
     ip: Str<'a>,
     #[serde(borrow, default)]
@@ -235,7 +251,7 @@ impl<'a> Wire<'a> {
         let ts_ms = match required(self.ts, "ts")? {
             WireTs::Millis(ms) => ms,
             WireTs::Float(ms) if ms.is_finite() => ms as i64,
-            WireTs::Float(ms) => return Err(TelemetryError::Timestamp(ms.to_string())),
+            WireTs::Float(_) => return Err(TelemetryError::Timestamp),
             WireTs::Text(text) => parse_rfc3339_ms(&text)?,
         };
         check_ts_ms(ts_ms)?;
@@ -248,10 +264,11 @@ impl<'a> Wire<'a> {
             ts_ms,
             token_id,
             sub,
+            sub_verified: self.sub_verified.unwrap_or(false),
             ip,
             user_agent: self.user_agent.0.unwrap_or(Cow::Borrowed("")),
             method: required(self.method.0, "method")?,
-            path: required(self.path.0, "path")?,
+            path: without_query(required(self.path.0, "path")?),
             status: required(self.status, "status")?,
             tenant: self.tenant.0,
             client_id: self.client_id.0,
@@ -265,15 +282,45 @@ impl<'a> Wire<'a> {
 }
 
 /// Accepts a bare address, and the `[v6]:port` / `v4:port` forms that some
-/// gateways log for the remote address.
+/// gateways log for the remote address; a zone (`%eth0`) is dropped.
 fn parse_ip(text: &str) -> Result<IpAddr, TelemetryError> {
-    if let Ok(ip) = text.parse::<IpAddr>() {
-        return Ok(ip);
+    let ip = if let Ok(ip) = text.parse::<IpAddr>() {
+        ip
+    } else if let Ok(sock) = text.parse::<std::net::SocketAddr>() {
+        sock.ip()
+    } else if let Some(ip) = text
+        .split_once('%')
+        .and_then(|(a, _)| a.trim_start_matches('[').parse().ok())
+    {
+        ip
+    } else {
+        return Err(TelemetryError::Ip);
+    };
+    Ok(canonical_ip(ip))
+}
+
+/// `::ffff:a.b.c.d` is the IPv4 address it maps: one client, one address,
+/// one network prefix, however the gateway wrote it.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
     }
-    if let Ok(sock) = text.parse::<std::net::SocketAddr>() {
-        return Ok(sock.ip());
+}
+
+/// The path without its query string: `?access_token=…` and other
+/// credentials in query parameters never go further than the first hop.
+pub fn without_query(path: Cow<'_, str>) -> Cow<'_, str> {
+    match memchr::memchr(b'?', path.as_bytes()) {
+        None => path,
+        Some(i) => match path {
+            Cow::Borrowed(p) => Cow::Borrowed(&p[..i]),
+            Cow::Owned(mut p) => {
+                p.truncate(i);
+                Cow::Owned(p)
+            }
+        },
     }
-    Err(TelemetryError::Ip(text.chars().take(64).collect()))
 }
 
 #[cfg(test)]

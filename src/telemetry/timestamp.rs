@@ -9,7 +9,7 @@ pub fn parse_rfc3339_ms(text: &str) -> Result<i64, TelemetryError> {
         return Ok(ms);
     }
     let parsed = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map_err(|_| TelemetryError::Timestamp(text.chars().take(40).collect()))?;
+        .map_err(|_| TelemetryError::Timestamp)?;
     Ok((parsed.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 

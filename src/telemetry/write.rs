@@ -28,6 +28,9 @@ impl Event<'_> {
         int(w, self.ts_ms);
         string(w, b",\"token_id\":", &self.token_id);
         string(w, b",\"sub\":", &self.sub);
+        if self.sub_verified {
+            w.extend_from_slice(b",\"sub_verified\":true");
+        }
         w.extend_from_slice(b",\"ip\":\"");
         ip(w, self.ip);
         w.push(b'"');
@@ -120,10 +123,11 @@ mod tests {
             ts_ms: 1_795_428_000_123,
             token_id: Cow::Borrowed("h1:00ff"),
             sub: Cow::Borrowed(sub),
+            sub_verified: true,
             ip,
             user_agent: Cow::Borrowed(ua),
             method: Cow::Borrowed("GET"),
-            path: Cow::Borrowed("/v1/x?a=\"b\""),
+            path: Cow::Borrowed("/v1/x\"b\""),
             status: 200,
             tenant: Some(Cow::Borrowed("acme")),
             client_id: None,

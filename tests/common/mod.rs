@@ -84,11 +84,13 @@ pub fn live(token: &str, sub: &str, ago_s: i64, ip: &str, ua: &str) -> Vec<u8> {
     )
 }
 
-/// The same at event time `at_ms` (ms since the epoch).
+/// The same at event time `at_ms` (ms since the epoch). The subject is
+/// marked verified, as a producer that checked the token's signature marks
+/// it (tests/adversarial.rs sends unverified ones).
 pub fn live_at(token: &str, sub: &str, at_ms: i64, ip: &str, ua: &str) -> Vec<u8> {
     let now_s = tokenwatch::clock::now_ms() / 1000;
     serde_json::to_vec(&serde_json::json!({
-        "ts": at_ms, "token_id": token, "sub": sub, "ip": ip,
+        "ts": at_ms, "token_id": token, "sub": sub, "sub_verified": true, "ip": ip,
         "user_agent": ua, "method": "GET", "path": "/v1/orders", "status": 200,
         "token_iat": now_s - 3600, "token_exp": now_s + 3600,
     }))
@@ -148,6 +150,22 @@ pub fn topic_records(
         }
     }
     out
+}
+
+/// The read credential the instance tests configure (`http.read_token`).
+pub const READ_TOKEN: &str = "test-read-token-0123456789";
+
+/// A read route of a running instance, with the read credential.
+pub async fn read_view(client: &reqwest::Client, url: String) -> String {
+    client
+        .get(url)
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .expect("reachable")
+        .text()
+        .await
+        .expect("text")
 }
 
 /// A loopback port nothing listens on yet.
