@@ -1,6 +1,8 @@
 //! The `tokenwatch` binary as an operator meets it: configuration errors at
 //! start-up name the key, and `seal` produces handles the revoker can open.
 
+mod common;
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -50,6 +52,21 @@ fn config_errors_name_the_key_whether_from_file_or_environment() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("brokrs") && err.contains("kafka"), "{err}");
+}
+
+#[test]
+fn a_corrupt_geo_database_is_an_error_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = common::invalid_node_count(dir.path());
+    let out = tokenwatch()
+        .args(["geo", "lookup", "1.178.12.17", "--city-db"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // 1 is a clean error; a panic exits 101, an abort or OOM kill worse.
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is corrupt") && !stderr.contains("panicked"), "{stderr}");
 }
 
 #[test]

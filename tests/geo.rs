@@ -104,7 +104,11 @@ struct GeoIp2Record {
 
 /// A tiny GeoIP2-City-schema database: the layout MaxMind ships.
 fn geoip2_fixture(dir: &std::path::Path, name: &str, lat: f64) -> std::path::PathBuf {
-    let mut w = mmdb_writer::Writer::new("GeoIP2-City");
+    // With a description, as the format requires and every vendor writes:
+    // a database that fails MaxMind's verification is refused.
+    let mut w = mmdb_writer::Writer::builder("GeoIP2-City")
+        .description(&[("en", "GeoIP2-schema test fixture")])
+        .build();
     let rec = GeoIp2Record {
         city: City {
             names: Names { en: "Testville" },
@@ -227,4 +231,31 @@ fn hot_reload_while_events_flow_loses_no_event_and_switches_data() {
         Some(57.70),
         "events after the swap use the new file"
     );
+}
+
+#[test]
+fn a_corrupt_database_at_start_is_a_clear_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = invalid_node_count(dir.path());
+    match GeoHandle::open(vec![bad.clone()], None) {
+        Err(e @ GeoError::Corrupt { .. }) => {
+            assert!(e.to_string().contains(&bad.display().to_string()), "{e}")
+        }
+        other => panic!("not refused as corrupt: {:?}", other.err()),
+    }
+}
+
+#[test]
+fn a_corrupt_database_dropped_in_for_hot_reload_is_refused_and_lookups_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live.mmdb");
+    std::fs::copy(repo("data/geo/demo-city.mmdb"), &live).unwrap();
+    let handle = GeoHandle::open(vec![live.clone()], None).unwrap();
+    let before = handle.load().generation;
+    let bad = invalid_node_count(dir.path());
+    std::fs::rename(&bad, &live).unwrap();
+    assert!(matches!(handle.reload(), Err(GeoError::Corrupt { .. })));
+    let now = handle.load();
+    assert_eq!(now.generation, before, "the loaded databases stay");
+    assert!(now.db.lookup(ip(PARIS)).location().is_some());
 }

@@ -152,6 +152,32 @@ pub fn topic_records(
     out
 }
 
+/// The demo City database with its metadata's `node_count` raised past the
+/// end of the file: the corruption of MaxMind's own
+/// `GeoIP2-City-Test-Invalid-Node-Count.mmdb`, on which maxminddb's lookup
+/// panics.
+pub fn invalid_node_count(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut b = std::fs::read(repo("data/geo/demo-city.mmdb")).unwrap();
+    let marker = b"\xab\xcd\xefMaxMind.com";
+    let meta = b
+        .windows(marker.len())
+        .rposition(|w| w == marker)
+        .expect("metadata marker");
+    let key = b[meta..]
+        .windows(10)
+        .position(|w| w == b"node_count")
+        .expect("node_count key")
+        + meta
+        + 10;
+    // A 2-byte uint32 (0xC2) in the demo file; made 65535.
+    assert_eq!(b[key], 0xc2);
+    b[key + 1] = 0xff;
+    b[key + 2] = 0xff;
+    let path = dir.join("invalid-node-count.mmdb");
+    std::fs::write(&path, b).unwrap();
+    path
+}
+
 /// The read credential the instance tests configure (`http.read_token`).
 pub const READ_TOKEN: &str = "test-read-token-0123456789";
 
