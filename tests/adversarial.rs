@@ -66,6 +66,9 @@ async fn rig_unready(tune: impl FnOnce(&mut RawConfig)) -> Rig {
     tune(&mut raw);
     let cfg = raw.validate().unwrap();
     create_mock_topics(&cluster, &cfg.kafka, 2);
+    for input in &cfg.gateway.inputs {
+        cluster.create_topic(&input.topic, 2, 1).unwrap();
+    }
     let (dtx, decisions) = mpsc::unbounded_channel();
     let (stx, settled) = mpsc::unbounded_channel();
     let instance = instance::start_with(
@@ -393,5 +396,117 @@ async fn a_revoked_jwt_is_refused_while_the_jwks_is_unreachable() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(status, 403, "a revoked jti passed while keys were missing");
+    r.stop().await;
+}
+
+const HASH_KEY: &str = "gateway-hash-key-for-tests";
+
+/// Logs of this test binary, captured once.
+fn logs() -> &'static Logs {
+    static LOGS: std::sync::OnceLock<Logs> = std::sync::OnceLock::new();
+    LOGS.get_or_init(capture_logs)
+}
+
+/// An instance reading NGINX access logs directly, behind a trusted proxy.
+async fn nginx_rig() -> Rig {
+    rig(|raw| {
+        raw.gateway.hash_key = HASH_KEY.into();
+        raw.gateway.trusted_proxies = vec!["10.0.0.0/8".into()];
+        raw.gateway.inputs = vec![serde_json::from_value(serde_json::json!({
+            "topic": "nginx.access", "format": "nginx"
+        }))
+        .unwrap()];
+    })
+    .await
+}
+
+/// An NGINX log line as a client can shape it: its own `Forwarded`
+/// header, a cookie, a query string, any Authorization value.
+fn nginx_line(ago_s: i64, xff: &str, forwarded: &str, uri: &str, authorization: &str) -> Vec<u8> {
+    let at = time::OffsetDateTime::from_unix_timestamp(tokenwatch::clock::now_ms() / 1000 - ago_s)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    serde_json::to_vec(&serde_json::json!({
+        "time": at, "remote_addr": "10.0.0.12", "x_forwarded_for": xff,
+        "forwarded": forwarded, "method": "GET", "uri": uri, "status": "200",
+        "user_agent": BROWSER, "authorization": authorization,
+        "cookie": "session=SECRET-COOKIE-VALUE",
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_written_forwarded_header_does_not_move_the_client() {
+    let r = nginx_rig().await;
+    let token = "opaque-token-of-a-thief-2f9e";
+    // The thief is in Sydney (the proxy's X-Forwarded-For says so) and
+    // writes `Forwarded: for=` an address in London, the victim's city.
+    let line = nginx_line(10, SYDNEY, &format!("for={LONDON}"), "/v1/orders", &format!("Bearer {token}"));
+    produce(r.brokers(), "nginx.access", &[("k".into(), line)]).await;
+    let id = tokenwatch::telemetry::keyed_token_id(HASH_KEY.as_bytes(), token);
+    let client = reqwest::Client::new();
+    let mut view = serde_json::Value::Null;
+    for _ in 0..100 {
+        view = client
+            .get(format!("http://{}/v1/tokens/{id}", r.instance.http))
+            .bearer_auth(READ_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if view["tracked"] == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(view["state"]["last_place"]["country"], "AU", "{view}");
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_string_credentials_and_cookies_reach_no_topic_log_or_view() {
+    let logs = logs();
+    let r = nginx_rig().await;
+    let token = "opaque-token-in-a-query-77ab";
+    let lines = [
+        // Scored: the path keeps no query string.
+        nginx_line(30, PARIS, "", "/v1/orders?access_token=SECRET-QUERY-TOKEN&page=2", &format!("Bearer {token}")),
+        nginx_line(20, SYDNEY, "", "/v1/orders?access_token=SECRET-QUERY-TOKEN", &format!("Bearer {token}")),
+        // Refused (not a bearer credential): dead-lettered with the mapped
+        // fields only.
+        nginx_line(10, PARIS, "", "/v1/orders?api_key=SECRET-QUERY-TOKEN", "Basic U0VDUkVULUJBU0lD"),
+    ];
+    let records: Vec<(String, Vec<u8>)> =
+        lines.into_iter().map(|l| ("k".to_owned(), l)).collect();
+    produce(r.brokers(), "nginx.access", &records).await;
+    let m = r.instance.metrics.clone();
+    wait_until("every line handled", 30, || {
+        m.events_consumed.get() >= 2 && m.deadletters.with_label_values(&["not_bearer"]).get() >= 1
+    })
+    .await;
+    let id = tokenwatch::telemetry::keyed_token_id(HASH_KEY.as_bytes(), token);
+    let client = reqwest::Client::new();
+    let http = r.instance.http;
+    let mut seen = String::new();
+    for path in [format!("/v1/tokens/{id}"), "/v1/alerts".into(), "/v1/audit".into()] {
+        seen.push_str(&read_view(&client, format!("http://{http}{path}")).await);
+    }
+    let k = &r.cfg.kafka;
+    for (t, partitions) in common::kafka::planned(k, 2) {
+        for (key, payload) in topic_records(&k.brokers, t, partitions, 1000, 2) {
+            seen.push_str(&key);
+            seen.push_str(&String::from_utf8_lossy(&payload.unwrap_or_default()));
+        }
+    }
+    let dead = topic_json(&k.brokers, &k.deadletter_topic, 1, 2);
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(dead[0].get("path").is_some(), "mapped fields kept: {}", dead[0]);
+    seen.push_str(&logs.text());
+    for secret in ["SECRET-QUERY-TOKEN", "SECRET-COOKIE-VALUE", "U0VDUkVULUJBU0lD", token] {
+        assert!(!seen.contains(secret), "{secret} leaked");
+    }
     r.stop().await;
 }

@@ -26,6 +26,27 @@ pub mod slot {
     pub const BYTES: usize = 15;
     pub const LATENCY: usize = 16;
     pub const COUNT: usize = 17;
+
+    /// Each slot's field name, as configuration and dead letters call it.
+    pub const NAMES: [&str; COUNT] = [
+        "ts",
+        "remote_addr",
+        "x_forwarded_for",
+        "forwarded",
+        "authorization",
+        "jwt_payload",
+        "token_id",
+        "sub",
+        "token_iat",
+        "token_exp",
+        "client_id",
+        "user_agent",
+        "method",
+        "path",
+        "status",
+        "bytes",
+        "latency",
+    ];
 }
 
 /// The input formats a topic can carry.
@@ -225,26 +246,7 @@ impl FieldMap {
 
     /// Every pointer must be a valid RFC 6901 pointer ("" or starting "/").
     pub fn check(&self) -> Result<(), String> {
-        let all = [
-            ("ts", &self.ts),
-            ("remote_addr", &self.remote_addr),
-            ("x_forwarded_for", &self.x_forwarded_for),
-            ("forwarded", &self.forwarded),
-            ("authorization", &self.authorization),
-            ("jwt_payload", &self.jwt_payload),
-            ("token_id", &self.token_id),
-            ("sub", &self.sub),
-            ("token_iat", &self.token_iat),
-            ("token_exp", &self.token_exp),
-            ("client_id", &self.client_id),
-            ("user_agent", &self.user_agent),
-            ("method", &self.method),
-            ("path", &self.path),
-            ("status", &self.status),
-            ("bytes", &self.bytes),
-            ("latency", &self.latency),
-        ];
-        for (name, ptr) in all {
+        for (name, ptr) in slot::NAMES.iter().zip(self.pointers()) {
             if let Some(ptr) = ptr {
                 if !ptr.starts_with('/') {
                     return Err(format!(

@@ -159,22 +159,32 @@ impl Normalizer {
         })
     }
 
-    /// The record with its credential fields removed, for the dead-letter
-    /// topic: a raw gateway log may carry a live bearer token.
+    /// What of a record may go to the dead-letter topic: only the fields the
+    /// input maps, under their tokenwatch names, never the credential ones
+    /// (`authorization`, `jwt_payload`), paths without their query string,
+    /// and any remaining value shaped like a token replaced. A raw gateway
+    /// log carries every header a client sent (cookies, Basic credentials,
+    /// API keys); none of it is needed to see why a record was refused.
     pub fn redact(&self, record: &[u8]) -> Vec<u8> {
-        let Ok(mut v) = serde_json::from_slice::<Value>(record) else {
+        let Ok(v) = serde_json::from_slice::<Value>(record) else {
             return b"{\"redacted\":\"not JSON; dropped because it may hold a credential\"}"
                 .to_vec();
         };
-        for p in [&self.map.authorization, &self.map.jwt_payload]
-            .into_iter()
-            .flatten()
-        {
-            if let Some(x) = v.pointer_mut(p) {
-                *x = Value::String("[redacted]".into());
+        let mut kept = serde_json::Map::new();
+        for (i, (name, pointer)) in slot::NAMES.iter().zip(self.map.pointers()).enumerate() {
+            if i == slot::AUTHORIZATION || i == slot::JWT_PAYLOAD {
+                continue;
             }
+            let Some(mut value) = pointer.and_then(|p| v.pointer(p)).cloned() else {
+                continue;
+            };
+            if let (slot::PATH, Value::String(s)) = (i, &mut value) {
+                s.truncate(s.find('?').unwrap_or(s.len()));
+            }
+            kept.insert((*name).to_owned(), value);
         }
-        crate::telemetry::redact_value(&mut v);
-        serde_json::to_vec(&v).expect("value serialises")
+        let mut kept = Value::Object(kept);
+        crate::telemetry::redact_value(&mut kept);
+        serde_json::to_vec(&kept).expect("value serialises")
     }
 }
