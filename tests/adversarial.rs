@@ -481,12 +481,27 @@ async fn query_string_credentials_and_cookies_reach_no_topic_log_or_view() {
     ];
     let records: Vec<(String, Vec<u8>)> =
         lines.into_iter().map(|l| ("k".to_owned(), l)).collect();
+    // The first hop of a fleet reads the same lines and publishes telemetry.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let nm = std::sync::Arc::new(tokenwatch::metrics::Metrics::new());
+    let first_hop = tokio::spawn(tokenwatch::serve::normalize(
+        r.cfg.clone(),
+        stop.clone(),
+        tokenwatch::serve::NormalizeHooks {
+            metrics: Some(nm.clone()),
+            ..Default::default()
+        },
+    ));
     produce(r.brokers(), "nginx.access", &records).await;
     let m = r.instance.metrics.clone();
     wait_until("every line handled", 30, || {
-        m.events_consumed.get() >= 2 && m.deadletters.with_label_values(&["not_bearer"]).get() >= 1
+        m.events_consumed.get() >= 2
+            && m.deadletters.with_label_values(&["not_bearer"]).get() >= 1
+            && nm.records_normalized.get() >= 2
     })
     .await;
+    stop.cancel();
+    first_hop.await.unwrap().unwrap();
     let id = tokenwatch::telemetry::keyed_token_id(HASH_KEY.as_bytes(), token);
     let client = reqwest::Client::new();
     let http = r.instance.http;
@@ -501,8 +516,8 @@ async fn query_string_credentials_and_cookies_reach_no_topic_log_or_view() {
             seen.push_str(&String::from_utf8_lossy(&payload.unwrap_or_default()));
         }
     }
-    let dead = topic_json(&k.brokers, &k.deadletter_topic, 1, 2);
-    assert_eq!(dead.len(), 1, "{dead:?}");
+    let dead = topic_json(&k.brokers, &k.deadletter_topic, 2, 2);
+    assert_eq!(dead.len(), 2, "one dead letter from each hop: {dead:?}");
     assert!(dead[0].get("path").is_some(), "mapped fields kept: {}", dead[0]);
     seen.push_str(&logs.text());
     for secret in ["SECRET-QUERY-TOKEN", "SECRET-COOKIE-VALUE", "U0VDUkVULUJBU0lD", token] {
