@@ -14,6 +14,7 @@ use clap::Parser;
 use rdkafka::producer::FutureProducer;
 use tokenwatch::config::Config;
 use tokenwatch::detect::DetectorParams;
+use tokenwatch::features::FEATURE_SCHEMA_VERSION;
 use tokenwatch::geo::{demo_build, GeoHandle};
 use tokenwatch::kafka::TopicWriter;
 use tokenwatch::model::{train, Family, Model, ModelArtifact};
@@ -36,18 +37,32 @@ fn init_tracing(json: bool, default: &str) {
     }
 }
 
-/// One shutdown signal for every server and loop: Ctrl-C or SIGTERM.
+/// One shutdown signal for every server and loop: Ctrl-C or SIGTERM. A
+/// signal that cannot be listened for is logged and waited on forever: it
+/// must never read as a request to stop.
 fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
+        let ctrl_c = async {
+            if let Err(error) = tokio::signal::ctrl_c().await {
+                tracing::warn!(%error, "cannot listen for Ctrl-C; SIGTERM still stops");
+                std::future::pending::<()>().await;
+            }
+        };
         #[cfg(unix)]
         let term = async {
-            if let Ok(mut s) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            {
-                s.recv().await;
+            use tokio::signal::unix::{signal, SignalKind};
+            match signal(SignalKind::terminate()) {
+                Ok(mut s) => {
+                    if s.recv().await.is_none() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM; Ctrl-C still stops");
+                    std::future::pending::<()>().await;
+                }
             }
         };
         #[cfg(not(unix))]
@@ -182,9 +197,11 @@ fn train(a: TrainArgs) -> Result<()> {
         Family::Population => "km",
         Family::Combined => "lrkm",
     };
+    // The feature schema is part of the name: the same data under another
+    // schema is another model.
     let version = a
         .version
-        .unwrap_or_else(|| format!("{prefix}-{}", &sha[..12]));
+        .unwrap_or_else(|| format!("{prefix}-s{FEATURE_SCHEMA_VERSION}-{}", &sha[..12]));
     let params = train::TrainParams {
         family: a.family,
         clusters: a.clusters,

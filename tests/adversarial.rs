@@ -92,7 +92,12 @@ async fn rig_unready(tune: impl FnOnce(&mut RawConfig)) -> Rig {
 
 impl Rig {
     async fn send(&self, records: &[(String, Vec<u8>)]) {
-        produce(&self.cfg.kafka.brokers, &self.cfg.kafka.telemetry_topic, records).await;
+        produce(
+            &self.cfg.kafka.brokers,
+            &self.cfg.kafka.telemetry_topic,
+            records,
+        )
+        .await;
     }
 
     fn brokers(&self) -> &str {
@@ -122,7 +127,10 @@ fn london_sydney(token: &str, sub: &str, status: u16) -> Vec<(String, Vec<u8>)> 
     (0..6)
         .map(|i| {
             let ip = if i % 2 == 0 { LONDON } else { SYDNEY };
-            (token.to_owned(), forged(token, sub, 200 - i * 20, ip, status))
+            (
+                token.to_owned(),
+                forged(token, sub, 200 - i * 20, ip, status),
+            )
         })
         .collect()
 }
@@ -200,9 +208,18 @@ async fn an_unverified_subject_is_never_logged_out() {
 
     // A verified subject is logged out (the target works).
     r.send(&[
-        ("stolen-verified".into(), live("stolen-verified", "bob", 200, LONDON, BROWSER)),
-        ("stolen-verified".into(), live("stolen-verified", "bob", 180, SYDNEY, TOOL)),
-        ("stolen-verified".into(), live("stolen-verified", "bob", 160, LONDON, BROWSER)),
+        (
+            "stolen-verified".into(),
+            live("stolen-verified", "bob", 200, LONDON, BROWSER),
+        ),
+        (
+            "stolen-verified".into(),
+            live("stolen-verified", "bob", 180, SYDNEY, TOOL),
+        ),
+        (
+            "stolen-verified".into(),
+            live("stolen-verified", "bob", 160, LONDON, BROWSER),
+        ),
     ])
     .await;
     let idp = r.idp.clone();
@@ -233,7 +250,10 @@ async fn a_record_from_2099_is_refused_and_detection_goes_on() {
         .await
         .unwrap();
     assert_eq!(api.status(), 400);
-    assert_eq!(api.json::<serde_json::Value>().await.unwrap()["error"], "future");
+    assert_eq!(
+        api.json::<serde_json::Value>().await.unwrap()["error"],
+        "future"
+    );
 
     let dead = topic_json(r.brokers(), &r.cfg.kafka.deadletter_topic, 1, 20);
     assert_eq!(dead.len(), 1, "dead-lettered: {dead:?}");
@@ -333,10 +353,7 @@ async fn deny(brokers: &str, topic: &str, token_id: &str) {
 async fn odd_authorization_headers_of_a_revoked_token_are_refused() {
     const TOKEN: &str = "revoked-opaque-token-5f0c2a9d";
     let r = rig(|_| {}).await;
-    let id = tokenwatch::telemetry::keyed_token_id(
-        &r.cfg.gateway.hash_key,
-        TOKEN,
-    );
+    let id = tokenwatch::telemetry::keyed_token_id(&r.cfg.gateway.hash_key, TOKEN);
     deny(r.brokers(), &r.cfg.kafka.denylist_topic, &id).await;
     let http = r.instance.http;
     let plain = format!("Bearer {TOKEN}");
@@ -442,7 +459,13 @@ async fn a_client_written_forwarded_header_does_not_move_the_client() {
     let token = "opaque-token-of-a-thief-2f9e";
     // The thief is in Sydney (the proxy's X-Forwarded-For says so) and
     // writes `Forwarded: for=` an address in London, the victim's city.
-    let line = nginx_line(10, SYDNEY, &format!("for={LONDON}"), "/v1/orders", &format!("Bearer {token}"));
+    let line = nginx_line(
+        10,
+        SYDNEY,
+        &format!("for={LONDON}"),
+        "/v1/orders",
+        &format!("Bearer {token}"),
+    );
     produce(r.brokers(), "nginx.access", &[("k".into(), line)]).await;
     let id = tokenwatch::telemetry::keyed_token_id(HASH_KEY.as_bytes(), token);
     let client = reqwest::Client::new();
@@ -473,14 +496,31 @@ async fn query_string_credentials_and_cookies_reach_no_topic_log_or_view() {
     let token = "opaque-token-in-a-query-77ab";
     let lines = [
         // Scored: the path keeps no query string.
-        nginx_line(30, PARIS, "", "/v1/orders?access_token=SECRET-QUERY-TOKEN&page=2", &format!("Bearer {token}")),
-        nginx_line(20, SYDNEY, "", "/v1/orders?access_token=SECRET-QUERY-TOKEN", &format!("Bearer {token}")),
+        nginx_line(
+            30,
+            PARIS,
+            "",
+            "/v1/orders?access_token=SECRET-QUERY-TOKEN&page=2",
+            &format!("Bearer {token}"),
+        ),
+        nginx_line(
+            20,
+            SYDNEY,
+            "",
+            "/v1/orders?access_token=SECRET-QUERY-TOKEN",
+            &format!("Bearer {token}"),
+        ),
         // Refused (not a bearer credential): dead-lettered with the mapped
         // fields only.
-        nginx_line(10, PARIS, "", "/v1/orders?api_key=SECRET-QUERY-TOKEN", "Basic U0VDUkVULUJBU0lD"),
+        nginx_line(
+            10,
+            PARIS,
+            "",
+            "/v1/orders?api_key=SECRET-QUERY-TOKEN",
+            "Basic U0VDUkVULUJBU0lD",
+        ),
     ];
-    let records: Vec<(String, Vec<u8>)> =
-        lines.into_iter().map(|l| ("k".to_owned(), l)).collect();
+    let records: Vec<(String, Vec<u8>)> = lines.into_iter().map(|l| ("k".to_owned(), l)).collect();
     // The first hop of a fleet reads the same lines and publishes telemetry.
     let stop = tokio_util::sync::CancellationToken::new();
     let nm = std::sync::Arc::new(tokenwatch::metrics::Metrics::new());
@@ -506,7 +546,11 @@ async fn query_string_credentials_and_cookies_reach_no_topic_log_or_view() {
     let client = reqwest::Client::new();
     let http = r.instance.http;
     let mut seen = String::new();
-    for path in [format!("/v1/tokens/{id}"), "/v1/alerts".into(), "/v1/audit".into()] {
+    for path in [
+        format!("/v1/tokens/{id}"),
+        "/v1/alerts".into(),
+        "/v1/audit".into(),
+    ] {
         seen.push_str(&read_view(&client, format!("http://{http}{path}")).await);
     }
     let k = &r.cfg.kafka;
@@ -518,10 +562,55 @@ async fn query_string_credentials_and_cookies_reach_no_topic_log_or_view() {
     }
     let dead = topic_json(&k.brokers, &k.deadletter_topic, 2, 2);
     assert_eq!(dead.len(), 2, "one dead letter from each hop: {dead:?}");
-    assert!(dead[0].get("path").is_some(), "mapped fields kept: {}", dead[0]);
+    assert!(
+        dead[0].get("path").is_some(),
+        "mapped fields kept: {}",
+        dead[0]
+    );
     seen.push_str(&logs.text());
-    for secret in ["SECRET-QUERY-TOKEN", "SECRET-COOKIE-VALUE", "U0VDUkVULUJBU0lD", token] {
+    for secret in [
+        "SECRET-QUERY-TOKEN",
+        "SECRET-COOKIE-VALUE",
+        "U0VDUkVULUJBU0lD",
+        token,
+    ] {
         assert!(!seen.contains(secret), "{secret} leaked");
     }
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_replaying_many_victims_earns_no_shared_egress_exemption() {
+    let mut r = rig(|_| {}).await;
+    // Five victims, each at home in a different city, whose tokens one
+    // server in Sydney replays in turn with the victims' own browser
+    // string. By the fourth, the server's /24 has carried three subjects:
+    // the old rule made it "shared egress" and excused the travel.
+    let homes = [LONDON, PARIS, LYON, MARSEILLE, NEW_YORK];
+    let server = ["1.1.1.17", "1.1.1.18", "1.1.1.19"];
+    let mut flagged = std::collections::BTreeSet::new();
+    for (v, home) in homes.iter().enumerate() {
+        let token = format!("replayed-{v}");
+        let sub = format!("victim-{v}");
+        let records: Vec<(String, Vec<u8>)> = (0..6)
+            .map(|i| {
+                let ip = if i % 2 == 0 { *home } else { server[v % 3] };
+                let rec = forged(&token, &sub, 200 - i * 20, ip, 200);
+                (token.clone(), rec)
+            })
+            .collect();
+        r.send(&records).await;
+        let d = tokio::time::timeout(Duration::from_secs(20), r.decisions.recv())
+            .await
+            .unwrap_or_else(|_| panic!("victim {v} not flagged; flagged: {flagged:?}"))
+            .unwrap();
+        flagged.insert(d.token_id);
+        // Drain this token's further decisions (alert, then revoke).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        while let Ok(d) = r.decisions.try_recv() {
+            flagged.insert(d.token_id);
+        }
+    }
+    assert_eq!(flagged.len(), 5, "{flagged:?}");
     r.stop().await;
 }

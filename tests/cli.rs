@@ -66,7 +66,10 @@ fn a_corrupt_geo_database_is_an_error_not_a_crash() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     // 1 is a clean error; a panic exits 101, an abort or OOM kill worse.
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("is corrupt") && !stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains("is corrupt") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -138,4 +141,72 @@ async fn simulate_publishes_the_same_events_to_kafka_keyed_by_token() {
         got += 1;
     }
     assert_eq!(got, lines.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_the_scoring_loop_stops_serve_with_a_failure() {
+    let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let mut raw = tokenwatch::config::RawConfig::default();
+    raw.kafka.brokers = brokers.clone();
+    let k = raw.validate().unwrap().kafka;
+    common::kafka::create_mock_topics(&cluster, &k, 1);
+    // A real process: the panic must end it, not be swallowed by a task.
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tokenwatch"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg("serve")
+        .env("TOKENWATCH_KAFKA__BROKERS", &brokers)
+        .env("TOKENWATCH_KAFKA__COMMIT_INTERVAL", "200ms")
+        .env("TOKENWATCH_HTTP__LISTEN", "127.0.0.1:0")
+        .env("TW_TEST_FAULT_PANIC_TOKEN", "poisoned")
+        .env_remove("RUST_BACKTRACE")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Still running before the poisoned record: it is the record that stops it.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    if let Some(status) = child.try_wait().unwrap() {
+        let mut stderr = String::new();
+        use tokio::io::AsyncReadExt;
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .await
+            .unwrap();
+        panic!("serve stopped on its own ({status}): {stderr}");
+    }
+    let records = [
+        (
+            "fine".to_owned(),
+            common::live("fine", "alice", 5, common::PARIS, common::BROWSER),
+        ),
+        (
+            "poisoned".to_owned(),
+            common::live("poisoned", "bob", 1, common::PARIS, common::BROWSER),
+        ),
+    ];
+    common::kafka::produce(&brokers, &k.telemetry_topic, &records).await;
+    let started = std::time::Instant::now();
+    let status = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait())
+        .await
+        .expect("serve exits after the scoring task panics")
+        .unwrap();
+    let mut stderr = String::new();
+    use tokio::io::AsyncReadExt;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("task `score` panicked"), "{stderr}");
+    eprintln!(
+        "serve exited {:?} after the poisoned record",
+        started.elapsed()
+    );
 }

@@ -142,10 +142,13 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<DemoSumm
     let world = World::from_geo(&geo.load().db);
     let mean_gap_ms = 3_000.0;
     let span_ms = args.duration.as_millis() as i64;
-    let start_ms = now_ms() + 2_000;
+    // Generated at a fixed reference time (the simulator's activity follows
+    // the local hour), then moved to now: the same seed gives the same
+    // traffic whatever the time of day the demo runs.
+    let reference_ms = SimParams::default().start_ms;
     let params = SimParams {
         seed: args.seed,
-        start_ms,
+        start_ms: reference_ms,
         span_ms,
         users: ((f64::from(args.rate) * mean_gap_ms / 1000.0) as u32).max(10),
         attack_share: args.attack_share,
@@ -155,7 +158,9 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<DemoSumm
         attack_delay_ms: (500, 3_000),
         ..SimParams::default()
     };
-    let events = sim::generate(&world, &params);
+    let mut events = sim::generate(&world, &params);
+    let shift = now_ms() + 2_000 - reference_ms;
+    events.iter_mut().for_each(|e| e.shift(shift));
 
     // Mint a real token per simulated token: the gateway would see it.
     let mut tokens: HashMap<u32, (String, String)> = HashMap::new();
@@ -187,7 +192,7 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<DemoSumm
         args.listen
     );
     println!(
-        "  try: curl -s http://{0}/v1/alerts | head -c 600; echo\n  admin: curl -s -H 'Authorization: Bearer {admin_token}' http://{0}/v1/allowlist",
+        "  try: curl -s -H 'Authorization: Bearer {admin_token}' http://{0}/v1/alerts | head -c 600; echo\n  admin: curl -s -H 'Authorization: Bearer {admin_token}' http://{0}/v1/allowlist",
         args.listen
     );
 

@@ -96,7 +96,7 @@ pub struct Population {
     rate: [f32; ROUTE_CLASSES],
     /// Prefix hash → distinct subjects seen behind it. Bounded: the coldest
     /// prefixes are forgotten first.
-    egress: lru::LruCache<u64, Sketch64>,
+    egress: lru::LruCache<u64, Egress>,
     /// Places each subject has used on its other tokens.
     pub familiar: Familiar,
     /// Read, never written: a dry run (`Detector::observe_dry`) learns
@@ -144,26 +144,59 @@ impl Population {
         ratio
     }
 
-    /// Records `subject` behind `prefix`; returns the distinct-subject
-    /// estimate. A request without a subject (an opaque token the gateway
-    /// logged no subject for) is nobody in particular: it is not counted.
-    fn observe_egress(&mut self, prefix: u64, subject: Option<u64>) -> f32 {
+    /// Records `subject` behind `prefix` (`started`: its token's first
+    /// request); returns the subjects that make the prefix shared. A request
+    /// without a subject (an opaque token the gateway logged no subject for)
+    /// is nobody in particular: it is not counted.
+    fn observe_egress(&mut self, prefix: u64, subject: Option<u64>, started: bool) -> f32 {
         let (Some(subject), false) = (subject, self.frozen) else {
-            return self.egress.peek(&prefix).map_or(0.0, Sketch64::estimate);
+            return self
+                .egress
+                .peek(&prefix)
+                .map_or(0.0, Egress::shared_subjects);
         };
         if self.egress.len() >= EGRESS_PREFIXES && !self.egress.contains(&prefix) {
             self.egress.pop_lru();
         }
-        let sketch = self.egress.get_or_insert_mut(prefix, Sketch64::default);
-        sketch.insert(subject);
-        sketch.estimate()
+        let e = self.egress.get_or_insert_mut(prefix, Egress::default);
+        e.all.insert(subject);
+        if started {
+            e.started.insert(subject);
+        }
+        e.shared_subjects()
     }
 
-    /// Distinct subjects seen behind `ip`'s prefix.
+    /// Subjects that make `ip`'s prefix shared egress.
     pub fn egress_subjects(&self, ip: IpAddr) -> f32 {
         self.egress
             .peek(&prefix_hash(ip))
-            .map_or(0.0, Sketch64::estimate)
+            .map_or(0.0, Egress::shared_subjects)
+    }
+}
+
+/// Who has been seen behind one network prefix.
+#[derive(Clone, Copy, Default)]
+struct Egress {
+    /// Distinct subjects with any request from here.
+    all: Sketch64,
+    /// Distinct subjects whose token's first request came from here.
+    started: Sketch64,
+}
+
+impl Egress {
+    /// The prefix is shared egress (VPN, office NAT, carrier NAT) by all its
+    /// subjects only while at least half of them started a token here:
+    /// people sign in behind such egress. A server replaying stolen tokens
+    /// starts none (each was first used by its victim, elsewhere), so
+    /// however many victims it replays it earns no exemption, unless its
+    /// owner signs in as many accounts of their own there.
+    fn shared_subjects(&self) -> f32 {
+        let (all, started) = (self.all.estimate(), self.started.estimate());
+        if started >= 1.0 && 2.0 * started >= all {
+            all
+        } else {
+            0.0
+        }
     }
 }
 
@@ -290,7 +323,7 @@ pub fn observe(
     // Subject-level state needs a subject: tokens without one never pool
     // into a shared empty subject.
     let subject = (!event.sub.is_empty()).then(|| xxhash_rust::xxh3::xxh3_64(event.sub.as_bytes()));
-    let here_subjects = population.observe_egress(prefix, subject);
+    let here_subjects = population.observe_egress(prefix, subject, first);
     // Only needed on a far hop or a new place: hashed lazily.
     let token_tag = || xxhash_rust::xxh3::xxh3_64(event.token_id.as_bytes()) as u32;
     // Usually the previous request came from the same prefix: no second probe.

@@ -192,7 +192,9 @@ fn open(path: &Path) -> Result<Reader<Mmap>, GeoError> {
         })
         .map_err(|_| corrupt("node_count points past the end of the file"))?;
     if separator != [0u8; 16] {
-        return Err(corrupt("no data section separator where node_count says the tree ends"));
+        return Err(corrupt(
+            "no data section separator where node_count says the tree ends",
+        ));
     }
     // A panic inside the walk is a corrupt file too.
     let verified = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.verify()))

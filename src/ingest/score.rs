@@ -39,6 +39,11 @@ pub struct ScoringHandler {
     gateways: HashMap<String, Normalizer>,
     /// Per-token state written to / read back from `kafka.state_topic`.
     changelog: Option<(Changelog, Arc<Readiness>)>,
+    /// Debug builds only: a token id whose record makes this handler panic,
+    /// from `TW_TEST_FAULT_PANIC_TOKEN`, so a test can prove the process
+    /// stops rather than scoring nothing. Release builds have no such path.
+    #[cfg(debug_assertions)]
+    fault_token: Option<String>,
 }
 
 impl ScoringHandler {
@@ -58,6 +63,8 @@ impl ScoringHandler {
             metrics,
             since_stats: 0,
             last_stats: DetectorStats::default(),
+            #[cfg(debug_assertions)]
+            fault_token: std::env::var("TW_TEST_FAULT_PANIC_TOKEN").ok(),
             gateways: HashMap::new(),
             changelog: None,
         }
@@ -179,6 +186,10 @@ impl Handler for ScoringHandler {
             return self
                 .reject(msg, safe.as_deref(), e.reason(), &e.to_string())
                 .await;
+        }
+        #[cfg(debug_assertions)]
+        if self.fault_token.as_deref() == Some(&*event.token_id) {
+            panic!("fault injected for a test (TW_TEST_FAULT_PANIC_TOKEN)");
         }
         let scored = decide::score(&self.detector, &event, false);
         let verdict = scored.verdict;

@@ -99,6 +99,18 @@ impl SimEvent {
         }
     }
 
+    /// Moves the event `ms` later in time, with its token's issue and
+    /// expiry times and its theft time: a stream generated at a fixed
+    /// reference time replayed now, with the same traffic whatever the hour.
+    pub fn shift(&mut self, ms: i64) {
+        self.ts_ms += ms;
+        self.token_iat_s += ms / 1000;
+        self.token_exp_s += ms / 1000;
+        if self.label.stolen_at_ms != 0 {
+            self.label.stolen_at_ms += ms;
+        }
+    }
+
     /// The simulation's own token id: `sim-<seed>-<seq>`.
     pub fn sim_token_id(&self, seed: u64) -> String {
         format!("sim-{seed}-{:06}", self.token_seq)
