@@ -413,6 +413,13 @@ async fn a_revoked_jwt_is_refused_while_the_jwks_is_unreachable() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(status, 403, "a revoked jti passed while keys were missing");
+    // And the instance says it is not ready: JWTs would be known by their
+    // keyed hash until the keys load.
+    let ready = reqwest::get(format!("http://{}/readyz", r.instance.http))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    assert!(ready.text().await.unwrap().contains("jwks_loaded=false"));
     r.stop().await;
 }
 

@@ -120,7 +120,8 @@ async fn readyz(State(s): State<Ops>) -> impl IntoResponse {
     let r = &s.readiness;
     let assigned = r.assigned.load(std::sync::atomic::Ordering::Acquire);
     let model = r.model_loaded.load(std::sync::atomic::Ordering::Acquire);
-    let body = format!("assigned={assigned} model_loaded={model}\n");
+    let jwks = !r.jwks_pending.load(std::sync::atomic::Ordering::Acquire);
+    let body = format!("assigned={assigned} model_loaded={model} jwks_loaded={jwks}\n");
     if r.is_ready() {
         (StatusCode::OK, body)
     } else {

@@ -24,6 +24,11 @@ pub enum JwksError {
 pub struct JwtVerifier {
     url: String,
     keys: ArcSwap<JwkSet>,
+    /// A key set has been fetched (or given) at least once.
+    loaded: std::sync::atomic::AtomicBool,
+    /// A token named a `kid` the set does not hold: the issuer may have
+    /// rotated, and the refresh task fetches again without waiting its turn.
+    unknown_kid: tokio::sync::Notify,
 }
 
 impl JwtVerifier {
@@ -31,7 +36,9 @@ impl JwtVerifier {
     pub fn with_keys(url: impl Into<String>, keys: JwkSet) -> JwtVerifier {
         JwtVerifier {
             url: url.into(),
+            loaded: (!keys.keys.is_empty()).into(),
             keys: ArcSwap::from_pointee(keys),
+            unknown_kid: tokio::sync::Notify::new(),
         }
     }
 
@@ -47,7 +54,19 @@ impl JwtVerifier {
         let keys = fetch_keys(&self.url, client).await?;
         let n = keys.keys.len();
         self.keys.store(Arc::new(keys));
+        self.loaded
+            .store(true, std::sync::atomic::Ordering::Release);
         Ok(n)
+    }
+
+    /// A key set has been loaded: until then no signature verifies.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Resolves when a token named a `kid` the set lacks.
+    pub async fn unknown_kid(&self) {
+        self.unknown_kid.notified().await
     }
 
     /// The payload of `token` if its signature verifies under a key of the
@@ -58,7 +77,13 @@ impl JwtVerifier {
         let header = decode_header(token).ok()?;
         let keys = self.keys.load();
         let candidates: Vec<&jsonwebtoken::jwk::Jwk> = match &header.kid {
-            Some(kid) => keys.find(kid).into_iter().collect(),
+            Some(kid) => {
+                let found: Vec<_> = keys.find(kid).into_iter().collect();
+                if found.is_empty() {
+                    self.unknown_kid.notify_one();
+                }
+                found
+            }
             None => keys.keys.iter().collect(),
         };
         let mut validation = Validation::new(header.alg);
@@ -92,4 +117,35 @@ async fn fetch_keys(url: &str, client: &reqwest::Client) -> Result<JwkSet, JwksE
         url: url.to_owned(),
         why: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+
+    #[test]
+    fn an_unknown_kid_asks_for_a_refresh_and_verifies_nothing() {
+        let v = JwtVerifier::with_keys("http://127.0.0.1:1/jwks", JwkSet { keys: Vec::new() });
+        assert!(!v.is_loaded());
+        let e = |s: &str| {
+            use base64::Engine;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+        };
+        let token = format!(
+            "{}.{}.{}",
+            e(r#"{"alg":"RS256","kid":"rotated"}"#),
+            e("{}"),
+            e("sig")
+        );
+        assert!(
+            v.unknown_kid().now_or_never().is_none(),
+            "nothing asked yet"
+        );
+        assert!(v.verify(&token).is_none());
+        assert!(
+            v.unknown_kid().now_or_never().is_some(),
+            "the miss asks for a refresh"
+        );
+    }
 }

@@ -22,11 +22,16 @@ pub struct Readiness {
     /// Set when a state changelog is written at each commit: partitions
     /// taken away are then not committed first (see `pre_rebalance`).
     pub changelog: AtomicBool,
+    /// The issuer's keys (`gateway.jwks_url`) have not loaded yet: JWTs
+    /// would be known by their keyed hash rather than their `jti`.
+    pub jwks_pending: AtomicBool,
 }
 
 impl Readiness {
     pub fn is_ready(&self) -> bool {
-        self.assigned.load(Ordering::Acquire) && self.model_loaded.load(Ordering::Acquire)
+        self.assigned.load(Ordering::Acquire)
+            && self.model_loaded.load(Ordering::Acquire)
+            && !self.jwks_pending.load(Ordering::Acquire)
     }
 }
 

@@ -160,6 +160,7 @@ pub async fn serve(
     let (verifier, jwks) = tasks::jwt_verifier(
         &cfg,
         !direct.is_empty() || cfg.respond.denylist.is_some(),
+        &readiness,
         &metrics,
         &shutdown,
     );

@@ -50,7 +50,7 @@ pub async fn normalize(
         metrics.clone(),
     )?;
     let producer: FutureProducer = ingest::producer_config(&cfg.kafka).create()?;
-    let (verifier, jwks) = tasks::jwt_verifier(&cfg, true, &metrics, &shutdown);
+    let (verifier, jwks) = tasks::jwt_verifier(&cfg, true, &readiness, &metrics, &shutdown);
     if let Some(j) = jwks {
         tasks.spawn("jwks", async move {
             j.await;

@@ -2,6 +2,7 @@
 //! database reload when a file is replaced, and the issuer's signing keys
 //! kept fresh. Each runs until shutdown under the supervisor.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -10,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::gateway::JwtVerifier;
 use crate::geo::GeoHandle;
+use crate::ingest::Readiness;
 use crate::metrics::Metrics;
 use crate::model::ModelHandle;
 
@@ -42,6 +44,7 @@ pub async fn reload_model_on_hangup(
 pub fn jwt_verifier(
     cfg: &Config,
     needed: bool,
+    readiness: &Arc<Readiness>,
     metrics: &Arc<Metrics>,
     shutdown: &CancellationToken,
 ) -> (
@@ -54,16 +57,24 @@ pub fn jwt_verifier(
             jsonwebtoken::jwk::JwkSet { keys: Vec::new() },
         ))
     });
-    let task = verifier
-        .clone()
-        .map(|v| refresh_jwks(v, metrics.clone(), shutdown.clone()));
+    let task = verifier.clone().map(|v| {
+        readiness.jwks_pending.store(true, Ordering::Release);
+        refresh_jwks(v, readiness.clone(), metrics.clone(), shutdown.clone())
+    });
     (verifier, task)
 }
 
 /// Keeps the issuer's keys fresh: every 30 s until the first success (until
-/// then no JWT verifies, and tokens are known by their keyed hash), then
-/// every 10 minutes for rotations.
-async fn refresh_jwks(v: Arc<JwtVerifier>, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+/// then no JWT verifies, tokens are known by their keyed hash, and the
+/// instance is not ready), then every 10 minutes for rotations, and sooner
+/// when a token names a key the set lacks (at most every 30 s, so forged
+/// `kid`s cannot make it hammer the issuer).
+async fn refresh_jwks(
+    v: Arc<JwtVerifier>,
+    readiness: Arc<Readiness>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -75,16 +86,23 @@ async fn refresh_jwks(v: Arc<JwtVerifier>, metrics: Arc<Metrics>, shutdown: Canc
                 metrics.jwks_refreshes.with_label_values(&["ok"]).inc();
                 tracing::info!(keys = n, "JWKS loaded");
                 loaded = true;
+                readiness.jwks_pending.store(false, Ordering::Release);
             }
             Err(e) => {
                 metrics.jwks_refreshes.with_label_values(&["error"]).inc();
                 tracing::error!(error = %e, loaded, "JWKS fetch failed; JWTs that do not verify are known by their keyed hash");
             }
         }
-        let wait = if loaded { 600 } else { 30 };
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(wait)) => {}
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+        }
+        if loaded {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(570)) => {}
+                _ = v.unknown_kid() => {}
+            }
         }
     }
 }
