@@ -1,4 +1,5 @@
 use super::*;
+use crate::gateway::Format;
 use crate::respond::{LogoutAuth, Mode};
 use crate::seal::Sealer;
 

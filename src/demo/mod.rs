@@ -8,6 +8,7 @@
 //! against the authorization server, and a summary closes the run.
 
 mod authserver;
+mod summary;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use authserver::AuthServer;
+use summary::print_summary;
 
 use crate::config::{RawConfig, RawRfc7009};
 use crate::geo::GeoHandle;
@@ -372,32 +374,4 @@ fn report(
         "⚑ {short}… {} score {:.3} [{truth}]\n    why: {}\n    → {outcome}",
         t.sub, d.score, d.explanation
     );
-}
-
-fn print_summary(s: &DemoSummary, metrics: &Metrics) {
-    let mut lat = s.latencies_ms.clone();
-    lat.sort_unstable();
-    let median = lat.get(lat.len() / 2).copied();
-    println!("\n── summary ──────────────────────────────────────────────");
-    println!("requests published        {}", s.events);
-    println!(
-        "requests scored           {}",
-        metrics.events_consumed.get()
-    );
-    println!(
-        "tokens / stolen           {} / {}",
-        s.tokens, s.attacked_tokens
-    );
-    println!(
-        "stolen tokens revoked     {} (the authorization server revoked {} tokens in all)",
-        s.revoked_attacks, s.revocations_confirmed
-    );
-    println!("legitimate tokens flagged {}", s.flagged_legit);
-    if let Some(m) = median {
-        println!(
-            "attack → revoked          median {m} ms, max {} ms",
-            lat.last().copied().unwrap_or(0)
-        );
-    }
-    println!("note: stolen tokens used only after the run's end, or whose thief never returned, stay unrevoked.");
 }

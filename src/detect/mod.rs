@@ -6,6 +6,7 @@
 
 mod allowlist;
 mod explain;
+mod locate;
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -15,8 +16,10 @@ use serde::{Deserialize, Serialize};
 pub use allowlist::{Allowlist, AllowlistError, AllowlistHandle, Entry, EntryKind};
 pub use explain::{explain, ExplainedFeature, Explanation};
 
+use locate::{locate, locate_allowed};
+
 use crate::features::{self, FeatureParams, Features, Population, TokenState, TokenStore};
-use crate::geo::{GeoCache, GeoHandle, Loaded, Lookup};
+use crate::geo::{GeoCache, GeoHandle, Lookup};
 use crate::model::{ModelArtifact, Rule, Score};
 use crate::telemetry::{token_key, Event, TokenKey};
 
@@ -367,49 +370,4 @@ fn action(a: &ModelArtifact, score: &Score, suppressed: bool, travel_revokes: bo
     } else {
         Action::None
     }
-}
-
-/// Geolocates `ip` for a token, then applies the operator's egress list.
-fn locate_allowed(
-    state: &mut TokenState,
-    ip: std::net::IpAddr,
-    geo: &GeoHandle,
-    cache: &mut GeoCache,
-    allowlist: &AllowlistHandle,
-    shortcut_hits: &mut u64,
-) -> Lookup {
-    let geo = geo.load();
-    let lookup = locate(state, cache, &geo, ip, shortcut_hits);
-    let allow = allowlist.load();
-    match lookup {
-        Lookup::Located(l) if !allow.is_empty() && allow.is_egress(ip, l.asn) => {
-            Lookup::Unlocated(crate::geo::Unlocated::Allowlisted)
-        }
-        other => other,
-    }
-}
-
-/// The per-token shortcut first: the same address as the token's last
-/// located request, under the same database, is the same answer with no
-/// lookup (one comparison, the state is already at hand). Then the cache,
-/// then the database.
-fn locate(
-    state: &mut TokenState,
-    cache: &mut GeoCache,
-    geo: &Loaded,
-    ip: std::net::IpAddr,
-    shortcut_hits: &mut u64,
-) -> Lookup {
-    let generation = geo.generation as u32;
-    if let Some(s) = state.last_seen {
-        if s.ip == ip && state.geo_generation == generation {
-            *shortcut_hits += 1;
-            return Lookup::Located(s.location);
-        }
-    }
-    let lookup = cache.lookup(&geo.db, geo.generation, ip);
-    if lookup.location().is_some() {
-        state.geo_generation = generation;
-    }
-    lookup
 }

@@ -7,6 +7,7 @@
 //! dropped or sealed), the client address through trusted proxies, and the
 //! checks the telemetry schema makes.
 
+mod authorization;
 mod client_ip;
 mod error;
 mod fields;
@@ -16,13 +17,12 @@ mod verify;
 
 use std::sync::Arc;
 
+pub use authorization::{bearer, read_authorization, Authorization};
 pub use client_ip::{client_ip, TrustedProxies};
 pub use error::GatewayError;
 pub use fields::{slot, FieldMap, Format};
 pub use pluck::{Plan, Scalar};
-pub use token::{
-    bearer, derive_identity, read_authorization, token_ids, Authorization, Claims, TokenIdentity,
-};
+pub use token::{derive_identity, token_ids, Claims, TokenIdentity};
 pub use verify::{JwksError, JwtVerifier};
 
 use std::borrow::Cow;

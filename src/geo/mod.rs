@@ -6,6 +6,7 @@ mod db;
 pub mod demo_build;
 mod location;
 mod unlocated;
+mod verify;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,0 +1,131 @@
+//! Population baselines, shared by every token an instance holds: the
+//! typical request rate per route class, and which network prefixes are
+//! shared egress. Read and written by feature extraction; frozen for dry
+//! runs.
+
+use std::net::IpAddr;
+
+use super::extract::prefix_hash;
+use super::familiar::Familiar;
+use super::state::Sketch64;
+
+/// Population baselines, shared by every token an instance holds: the
+/// typical short-window rate per route class, and which network prefixes are
+/// shared egress (VPN concentrators, corporate proxies, carrier NAT) because
+/// many different subjects come from them.
+pub struct Population {
+    rate: [f32; ROUTE_CLASSES],
+    /// Prefix hash → distinct subjects seen behind it. Bounded: the coldest
+    /// prefixes are forgotten first.
+    egress: lru::LruCache<u64, Egress>,
+    /// Places each subject has used on its other tokens.
+    pub familiar: Familiar,
+    /// Read, never written: a dry run (`Detector::observe_dry`) learns
+    /// nothing from what an outsider sends.
+    frozen: bool,
+}
+
+pub(super) const ROUTE_CLASSES: usize = 64;
+/// Weight of one token-event in the population mean.
+const POP_ALPHA: f32 = 1.0 / 4096.0;
+/// Prior for the population rate (requests/min) before it has been learned.
+const POP_PRIOR: f32 = 2.0;
+/// Prefixes remembered for shared-egress learning.
+const EGRESS_PREFIXES: usize = 262_144;
+/// Distinct subjects behind one prefix that make it shared egress.
+pub const SHARED_EGRESS_SUBJECTS: f32 = 3.0;
+
+impl Default for Population {
+    fn default() -> Self {
+        Population {
+            rate: [POP_PRIOR; ROUTE_CLASSES],
+            // Grows with use; the cap is enforced on insert.
+            egress: lru::LruCache::unbounded(),
+            familiar: Familiar::default(),
+            frozen: false,
+        }
+    }
+}
+
+impl Population {
+    pub(super) fn is_frozen(&self) -> bool {
+        self.frozen
+    }
+
+    /// Runs `f` with the tables read-only.
+    pub fn frozen<R>(&mut self, f: impl FnOnce(&mut Population) -> R) -> R {
+        self.frozen = true;
+        let r = f(self);
+        self.frozen = false;
+        r
+    }
+
+    pub(super) fn observe(&mut self, class: usize, rate: f32) -> f32 {
+        let mean = &mut self.rate[class];
+        let ratio = rate / mean.max(0.1);
+        if !self.frozen {
+            *mean += POP_ALPHA * (rate - *mean);
+        }
+        ratio
+    }
+
+    /// Records `subject` behind `prefix` (`started`: its token's first
+    /// request); returns the subjects that make the prefix shared. A request
+    /// without a subject (an opaque token the gateway logged no subject for)
+    /// is nobody in particular: it is not counted.
+    pub(super) fn observe_egress(
+        &mut self,
+        prefix: u64,
+        subject: Option<u64>,
+        started: bool,
+    ) -> f32 {
+        let (Some(subject), false) = (subject, self.frozen) else {
+            return self
+                .egress
+                .peek(&prefix)
+                .map_or(0.0, Egress::shared_subjects);
+        };
+        if self.egress.len() >= EGRESS_PREFIXES && !self.egress.contains(&prefix) {
+            self.egress.pop_lru();
+        }
+        let e = self.egress.get_or_insert_mut(prefix, Egress::default);
+        e.all.insert(subject);
+        if started {
+            e.started.insert(subject);
+        }
+        e.shared_subjects()
+    }
+
+    /// Subjects that make `ip`'s prefix shared egress.
+    pub fn egress_subjects(&self, ip: IpAddr) -> f32 {
+        self.egress
+            .peek(&prefix_hash(ip))
+            .map_or(0.0, Egress::shared_subjects)
+    }
+}
+
+/// Who has been seen behind one network prefix.
+#[derive(Clone, Copy, Default)]
+struct Egress {
+    /// Distinct subjects with any request from here.
+    all: Sketch64,
+    /// Distinct subjects whose token's first request came from here.
+    started: Sketch64,
+}
+
+impl Egress {
+    /// The prefix is shared egress (VPN, office NAT, carrier NAT) by all its
+    /// subjects only while at least half of them started a token here:
+    /// people sign in behind such egress. A server replaying stolen tokens
+    /// starts none (each was first used by its victim, elsewhere), so
+    /// however many victims it replays it earns no exemption, unless its
+    /// owner signs in as many accounts of their own there.
+    fn shared_subjects(&self) -> f32 {
+        let (all, started) = (self.all.estimate(), self.started.estimate());
+        if started >= 1.0 && 2.0 * started >= all {
+            all
+        } else {
+            0.0
+        }
+    }
+}
