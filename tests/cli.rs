@@ -143,6 +143,17 @@ async fn simulate_publishes_the_same_events_to_kafka_keyed_by_token() {
     assert_eq!(got, lines.len());
 }
 
+/// Everything a finished child wrote to its piped stderr.
+async fn stderr_of(child: &mut tokio::process::Child) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut stderr = String::new();
+    let pipe = child.stderr.as_mut().expect("stderr is piped");
+    pipe.read_to_string(&mut stderr)
+        .await
+        .expect("stderr reads");
+    stderr
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_in_the_scoring_loop_stops_serve_with_a_failure() {
     let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
@@ -167,15 +178,7 @@ async fn a_panic_in_the_scoring_loop_stops_serve_with_a_failure() {
     // Still running before the poisoned record: it is the record that stops it.
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     if let Some(status) = child.try_wait().unwrap() {
-        let mut stderr = String::new();
-        use tokio::io::AsyncReadExt;
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .await
-            .unwrap();
+        let stderr = stderr_of(&mut child).await;
         panic!("serve stopped on its own ({status}): {stderr}");
     }
     let records = [
@@ -194,15 +197,7 @@ async fn a_panic_in_the_scoring_loop_stops_serve_with_a_failure() {
         .await
         .expect("serve exits after the scoring task panics")
         .unwrap();
-    let mut stderr = String::new();
-    use tokio::io::AsyncReadExt;
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .await
-        .unwrap();
+    let stderr = stderr_of(&mut child).await;
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("task `score` panicked"), "{stderr}");
     eprintln!(
