@@ -489,7 +489,7 @@ async fn to_revocation(brokers: &str) {
             ..Default::default()
         },
     ));
-    let http = brx.await.unwrap();
+    let http = brx.await.unwrap().api;
     let ready = format!("http://{http}/readyz");
     while !reqwest::get(&ready).await.is_ok_and(|r| r.status() == 200) {
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -42,6 +42,7 @@ pub struct Metrics {
     pub allowlist_entries: IntGauge,
     pub denylist_entries: IntGauge,
     pub denylist_checks: IntCounterVec,
+    pub http_connections: IntGaugeVec,
     pub state_writes: IntCounterVec,
     pub state_restored: IntCounter,
 }
@@ -255,8 +256,14 @@ impl Metrics {
             denylist_checks: counter_vec(
                 &r,
                 "tokenwatch_denylist_checks_total",
-                "Edge checks (auth_request / ext_authz) by result: allowed, denied, not_ready.",
+                "Edge checks (auth_request / ext_authz) by result: allowed, denied, unreadable, not_ready.",
                 &["result"],
+            ),
+            http_connections: gauge_vec(
+                &r,
+                "tokenwatch_http_connections",
+                "Open HTTP connections, by listener (api, edge, metrics, or those sharing one socket joined by +).",
+                &["listener"],
             ),
             state_writes: counter_vec(
                 &r,

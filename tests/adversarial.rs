@@ -380,30 +380,37 @@ async fn odd_authorization_headers_of_a_revoked_token_are_refused() {
         assert_eq!(edge(http, &headers).await, 403, "{headers:?}");
     }
     // The scorer reads them the same way: each of these log lines is
-    // scored as the token's traffic, none dead-lettered.
-    let lines: Vec<(String, Vec<u8>)> = [tab.as_str(), spaces.as_str(), joined.as_str()]
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            (
-                "k".to_owned(),
-                nginx_line(30 - i as i64, PARIS, "", "/v1/orders", h),
-            )
-        })
-        .collect();
+    // scored as the token's traffic, none dead-lettered; a decoy in front
+    // hides nothing (the request is the traffic of both tokens).
+    let lines: Vec<(String, Vec<u8>)> = [
+        tab.as_str(),
+        spaces.as_str(),
+        joined.as_str(),
+        mixed.as_str(),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, h)| {
+        (
+            "k".to_owned(),
+            nginx_line(30 - i as i64, PARIS, "", "/v1/orders", h),
+        )
+    })
+    .collect();
     produce(r.brokers(), "nginx.access", &lines).await;
     let m = r.instance.metrics.clone();
-    wait_until("the three odd headers scored", 20, || {
-        m.events_consumed.get() >= 3
+    wait_until("the four odd headers scored", 20, || {
+        m.events_consumed.get() >= 5
     })
     .await;
     assert_eq!(m.deadletters.with_label_values(&["not_bearer"]).get(), 0);
-    let view = read_view(
-        &reqwest::Client::new(),
-        format!("http://{http}/v1/tokens/{id}"),
-    )
-    .await;
-    assert!(view.contains("\"requests\":3"), "{view}");
+    let client = reqwest::Client::new();
+    let view = read_view(&client, format!("http://{http}/v1/tokens/{id}")).await;
+    assert!(view.contains("\"requests\":4"), "{view}");
+    let decoy =
+        tokenwatch::telemetry::keyed_token_id(&r.cfg.gateway.hash_key, "innocent-token-0000");
+    let view = read_view(&client, format!("http://{http}/v1/tokens/{decoy}")).await;
+    assert!(view.contains("\"requests\":1"), "{view}");
     // Unrelated traffic passes: the check is not refusing everything.
     assert_eq!(edge(http, &["Bearer innocent-token-0000"]).await, 200);
     assert_eq!(edge(http, &["Basic dXNlcjpwYXNz"]).await, 200);

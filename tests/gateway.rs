@@ -342,3 +342,39 @@ async fn with_a_jwks_only_a_verified_jwt_is_known_by_its_jti() {
         "victim-jti"
     );
 }
+
+#[test]
+fn a_request_with_several_bearer_tokens_is_the_traffic_of_each() {
+    let e = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    use base64::Engine as _;
+    let stolen = format!(
+        "{}.{}.{}",
+        e(r#"{"alg":"RS256"}"#),
+        e(r#"{"jti":"stolen-jti","sub":"victim","exp":1900000000}"#),
+        e("sig")
+    );
+    let mut v: Value = serde_json::from_slice(&sample("nginx")).unwrap();
+    v["authorization"] = format!("Bearer decoy-token, Bearer {stolen}, bearer decoy-token").into();
+    let key = Sealer::generate_key();
+    let sealer = Sealer::new([("k1", key.as_str())]).unwrap();
+    let n = normalizer(Format::Nginx, Some(sealer.clone()));
+    let rec = serde_json::to_vec(&v).unwrap();
+    let got = n.normalize_all(&rec).unwrap();
+    assert_eq!(got.event.token_id, keyed_token_id(HASH_KEY, "decoy-token"));
+    assert_eq!(got.others.len(), 1, "the repeated decoy counts once");
+    let other = &got.others[0];
+    assert_eq!(other.token_id, "stolen-jti");
+    // Its own claims (unverified here), the request's own fields.
+    assert_eq!((other.sub.as_ref(), other.sub_verified), ("victim", false));
+    assert_eq!(other.token_exp, Some(1_900_000_000));
+    assert_eq!((other.ip, other.status), (got.event.ip, got.event.status));
+    let handle = other
+        .token_handle
+        .as_deref()
+        .expect("sealed for the revoker");
+    assert_eq!(sealer.open("stolen-jti", handle).unwrap().as_str(), stolen);
+    // The usual request has no others.
+    let rec = sample("nginx");
+    let plain = n.normalize_all(&rec).unwrap();
+    assert!(plain.others.is_empty());
+}

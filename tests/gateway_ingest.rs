@@ -68,6 +68,7 @@ async fn a_stolen_token_in_nginx_logs_is_flagged_and_never_leaks() {
         stop,
         task: service,
         http,
+        ..
     } = instance::start(cfg.clone(), dtx).await;
 
     let producer: FutureProducer = ClientConfig::new()

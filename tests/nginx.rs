@@ -114,6 +114,9 @@ async fn nginx_refuses_a_stolen_token_once_tokenwatch_flags_it() {
     raw.kafka.brokers = cluster.bootstrap_servers();
     raw.kafka.commit_interval = Duration::from_millis(200);
     raw.http.listen = "127.0.0.1:0".into();
+    // The gateway reaches the edge check on a listener of its own, as
+    // docs/gateways.md and deploy/kubernetes set it up.
+    raw.http.edge_listen = "127.0.0.1:0".into();
     raw.respond.mode = Mode::Revoke;
     raw.respond
         .seal_keys
@@ -133,6 +136,7 @@ async fn nginx_refuses_a_stolen_token_once_tokenwatch_flags_it() {
         stop,
         task: service,
         http: tokenwatch,
+        bound,
         ..
     } = instance::start_with(cfg, Hooks::default()).await;
 
@@ -155,7 +159,7 @@ async fn nginx_refuses_a_stolen_token_once_tokenwatch_flags_it() {
         nginx_conf(
             dir.path(),
             port,
-            &tokenwatch.to_string(),
+            &bound.edge.to_string(),
             &upstream_addr.to_string(),
         ),
     )

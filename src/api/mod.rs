@@ -7,6 +7,8 @@
 //! - reads (read or admin credential): `GET /v1/tokens/{id}`,
 //!   `GET /v1/alerts`, `GET /v1/audit`, `GET /v1/policy`
 //! - edge: `/v1/check` for NGINX `auth_request` and Envoy `ext_authz`
+//!
+//! Each audience ([`Audience`]) may have a listener of its own.
 //! - admin (bearer credential, every action audited): revoke a token,
 //!   allowlist CRUD, model reload, mode switch, brake reset
 
@@ -65,39 +67,88 @@ pub struct AppState {
     pub service: Arc<Service>,
 }
 
+/// Who calls a group of routes; each can have a listener of its own
+/// (`http.edge_listen`, `http.metrics_listen`), so it is exposed only where
+/// that audience is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Audience {
+    /// Operators and their tooling: scoring, reads, admin.
+    Api,
+    /// The gateways: `/v1/check`.
+    Edge,
+    /// Prometheus: `/metrics`.
+    Metrics,
+}
+
+impl Audience {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Audience::Api => "api",
+            Audience::Edge => "edge",
+            Audience::Metrics => "metrics",
+        }
+    }
+}
+
 /// `/metrics`, `/healthz` and `/readyz` alone: what the normalize stage
 /// serves.
 pub fn ops_app(metrics: Arc<Metrics>, readiness: Arc<Readiness>) -> Router {
-    Router::new()
-        .route("/metrics", get(render_metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .with_state(Ops { metrics, readiness })
+    ops(metrics, readiness, true)
 }
 
+/// Every route on one listener: what tests drive, and what `serve` binds
+/// when no audience has a listener of its own.
 pub fn app(state: AppState) -> Router {
+    router(state, &[Audience::Api, Audience::Edge, Audience::Metrics])
+}
+
+/// The routes of `audiences`, with the probes (every listener answers
+/// `/healthz` and `/readyz`, so each can be probed where it is exposed).
+pub fn router(state: AppState, audiences: &[Audience]) -> Router {
     let limit = state.service.max_body_bytes;
-    let ops = ops_app(state.metrics.clone(), state.readiness.clone());
-    Router::new()
-        .route("/v1/score", post(score::score))
-        .route("/v1/tokens/{token_id}", get(tokens::show))
-        .route("/v1/tokens/{token_id}/revoke", post(tokens::revoke))
-        .route("/v1/alerts", get(journal::alerts))
-        .route("/v1/audit", get(journal::audit))
-        .route("/v1/allowlist", get(admin::allowlist_list))
-        .route("/v1/allowlist", post(admin::allowlist_add))
-        .route("/v1/allowlist/{id}", delete(admin::allowlist_remove))
-        .route("/v1/model/reload", post(admin::model_reload))
-        .route("/v1/policy", get(admin::policy))
-        .route("/v1/policy/mode", put(admin::set_mode))
-        .route("/v1/policy/brake/reset", post(admin::reset_brake))
+    let mut routes = Router::new();
+    if audiences.contains(&Audience::Api) {
+        routes = routes
+            .route("/v1/score", post(score::score))
+            .route("/v1/tokens/{token_id}", get(tokens::show))
+            .route("/v1/tokens/{token_id}/revoke", post(tokens::revoke))
+            .route("/v1/alerts", get(journal::alerts))
+            .route("/v1/audit", get(journal::audit))
+            .route("/v1/allowlist", get(admin::allowlist_list))
+            .route("/v1/allowlist", post(admin::allowlist_add))
+            .route("/v1/allowlist/{id}", delete(admin::allowlist_remove))
+            .route("/v1/model/reload", post(admin::model_reload))
+            .route("/v1/policy", get(admin::policy))
+            .route("/v1/policy/mode", put(admin::set_mode))
+            .route("/v1/policy/brake/reset", post(admin::reset_brake));
+    }
+    if audiences.contains(&Audience::Edge) {
         // Envoy's ext_authz appends the original path to its path_prefix.
-        .route("/v1/check", any(check::check))
-        .route("/v1/check/{*original}", any(check::check))
+        routes = routes
+            .route("/v1/check", any(check::check))
+            .route("/v1/check/{*original}", any(check::check));
+    }
+    let ops = ops(
+        state.metrics.clone(),
+        state.readiness.clone(),
+        audiences.contains(&Audience::Metrics),
+    );
+    routes
         .fallback(|| async { ApiError::not_found("no such route; see docs/openapi.yaml") })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
         .merge(ops)
+}
+
+/// The probes, and `/metrics` if `with_metrics`.
+fn ops(metrics: Arc<Metrics>, readiness: Arc<Readiness>, with_metrics: bool) -> Router {
+    let mut r = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz));
+    if with_metrics {
+        r = r.route("/metrics", get(render_metrics));
+    }
+    r.with_state(Ops { metrics, readiness })
 }
 
 #[derive(Clone)]

@@ -88,9 +88,30 @@ pub struct GeoConfig {
     pub asn_db: Option<PathBuf>,
 }
 
+/// Where each audience's routes are served. Listeners left unset share
+/// `api`'s address (and then its socket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listeners {
+    /// The API (`/v1/...` but the edge check), for operators and tooling.
+    pub api: SocketAddr,
+    /// `/v1/check`, for the gateways.
+    pub edge: Option<SocketAddr>,
+    /// `/metrics`, for Prometheus.
+    pub metrics: Option<SocketAddr>,
+}
+
+/// What one connection may cost a listener.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    pub header_read_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_connections: usize,
+}
+
 #[derive(Clone)]
 pub struct HttpConfig {
-    pub listen: SocketAddr,
+    pub listen: Listeners,
+    pub limits: HttpLimits,
     /// `None`: admin routes are disabled.
     pub admin_token: Option<String>,
     pub read_token: Option<String>,
@@ -104,6 +125,7 @@ impl std::fmt::Debug for HttpConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpConfig")
             .field("listen", &self.listen)
+            .field("limits", &self.limits)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
             .field("read_token", &self.read_token.as_ref().map(|_| "<set>"))
             .field("score_token", &self.score_token.as_ref().map(|_| "<set>"))
@@ -268,9 +290,8 @@ impl RawConfig {
         };
         let respond = self.respond.validate()?;
         let h = &self.http;
-        let listen = h.listen.parse().map_err(|e: std::net::AddrParseError| {
-            invalid("http.listen", format!("{e} (want host:port)"))
-        })?;
+        let listen = h.listeners()?;
+        let limits = h.limits()?;
         let admin_token = credential("http.admin_token", &h.admin_token)?;
         let read_token = credential("http.read_token", &h.read_token)?;
         let score_token = credential("http.score_token", &h.score_token)?;
@@ -298,6 +319,7 @@ impl RawConfig {
             respond,
             http: HttpConfig {
                 listen,
+                limits,
                 admin_token,
                 read_token,
                 score_token,
@@ -306,6 +328,60 @@ impl RawConfig {
             },
             allowlist_file: d.allowlist_file.clone(),
             gateway,
+        })
+    }
+}
+
+impl RawHttp {
+    fn listeners(&self) -> Result<Listeners, ConfigError> {
+        let address = |key: &str, text: &str| {
+            text.parse::<SocketAddr>()
+                .map_err(|e| invalid(key, format!("{e} (want host:port)")))
+        };
+        let optional = |key: &str, text: &str| match text.trim() {
+            "" => Ok(None),
+            t => address(key, t).map(Some),
+        };
+        let l = Listeners {
+            api: address("http.listen", &self.listen)?,
+            edge: optional("http.edge_listen", &self.edge_listen)?,
+            metrics: optional("http.metrics_listen", &self.metrics_listen)?,
+        };
+        // Port 0 (any free port) never collides.
+        let same = |a: Option<SocketAddr>, b: SocketAddr| a == Some(b) && b.port() != 0;
+        if same(l.edge, l.api) || l.metrics.is_some_and(|m| same(l.edge, m)) {
+            return Err(invalid(
+                "http.edge_listen",
+                "must differ from http.listen and http.metrics_listen (leave it empty to share http.listen)",
+            ));
+        }
+        if same(l.metrics, l.api) {
+            return Err(invalid(
+                "http.metrics_listen",
+                "must differ from http.listen (leave it empty to share it)",
+            ));
+        }
+        Ok(l)
+    }
+
+    fn limits(&self) -> Result<HttpLimits, ConfigError> {
+        let bounded = |key: &str, d: Duration| {
+            if (Duration::from_millis(10)..=Duration::from_secs(600)).contains(&d) {
+                Ok(d)
+            } else {
+                Err(invalid(key, "must be between 10ms and 10m"))
+            }
+        };
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            return Err(invalid(
+                "http.max_connections",
+                "must be between 1 and 1000000",
+            ));
+        }
+        Ok(HttpLimits {
+            header_read_timeout: bounded("http.header_read_timeout", self.header_read_timeout)?,
+            request_timeout: bounded("http.request_timeout", self.request_timeout)?,
+            max_connections: self.max_connections,
         })
     }
 }

@@ -185,7 +185,22 @@ impl Default for RawModel {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawHttp {
+    /// The API (`/v1/...`) and probes; also `/v1/check` and `/metrics`
+    /// unless they have listeners of their own.
     pub listen: String,
+    /// `/v1/check` (and probes) alone, for the gateways; empty: on `listen`.
+    pub edge_listen: String,
+    /// `/metrics` (and probes) alone, for Prometheus; empty: on `listen`.
+    pub metrics_listen: String,
+    /// A connection that has not sent a whole request head in this long
+    /// (idle keep-alive included) is closed.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// A request not answered in this long (a slow body included) gets 408.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Open connections per listener; more wait in the kernel's backlog.
+    pub max_connections: usize,
     /// Bearer credential for the admin routes; empty disables them.
     pub admin_token: String,
     /// Bearer credential for the read routes (tokens, alerts, audit,
@@ -205,6 +220,11 @@ impl Default for RawHttp {
     fn default() -> Self {
         RawHttp {
             listen: "127.0.0.1:9464".into(),
+            edge_listen: String::new(),
+            metrics_listen: String::new(),
+            header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
+            max_connections: 1024,
             admin_token: String::new(),
             read_token: String::new(),
             score_token: String::new(),

@@ -56,12 +56,32 @@ fn defaults_are_valid() {
 }
 
 #[test]
+fn an_audience_listens_apart_only_on_an_address_of_its_own() {
+    let c = Config::from_toml("").unwrap();
+    assert_eq!((c.http.listen.edge, c.http.listen.metrics), (None, None));
+    let c = Config::from_toml(
+        "[http]\nlisten = \"0.0.0.0:9464\"\nedge_listen = \"0.0.0.0:9465\"\nmetrics_listen = \"0.0.0.0:9466\"",
+    )
+    .unwrap();
+    assert_eq!(c.http.listen.edge.unwrap().port(), 9465);
+    assert_eq!(c.http.listen.metrics.unwrap().port(), 9466);
+    let clash = err("[http]\nlisten = \"0.0.0.0:9464\"\nedge_listen = \"0.0.0.0:9464\"");
+    assert!(clash.contains("http.edge_listen"), "{clash}");
+    let clash = err("[http]\nlisten = \"0.0.0.0:9464\"\nmetrics_listen = \"0.0.0.0:9464\"");
+    assert!(clash.contains("http.metrics_listen"), "{clash}");
+}
+
+#[test]
 fn errors_name_the_key() {
     assert!(err("[detect]\nplausible_speed_kmh = 5").contains("detect.plausible_speed_kmh"));
     assert!(err("[detect]\nmax_tokens = 0").contains("detect.max_tokens"));
     assert!(err("[http]\nlisten = \"nonsense\"").contains("http.listen"));
     assert!(err("[http]\nadmin_token = \"short\"").contains("http.admin_token"));
     assert!(err("[http]\nmax_body_bytes = 1").contains("http.max_body_bytes"));
+    assert!(err("[http]\nedge_listen = \"x\"").contains("http.edge_listen"));
+    assert!(err("[http]\nmax_connections = 0").contains("http.max_connections"));
+    assert!(err("[http]\nrequest_timeout = \"0s\"").contains("http.request_timeout"));
+    assert!(err("[http]\nheader_read_timeout = \"1h\"").contains("http.header_read_timeout"));
     assert!(err("[respond.brake]\nmax_revocations = 0").contains("respond.brake.max_revocations"));
     assert!(err("[kafka]\nbrokers = \"\"").contains("kafka.brokers"));
     assert!(

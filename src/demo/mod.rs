@@ -209,7 +209,7 @@ pub async fn run(args: DemoArgs, shutdown: CancellationToken) -> Result<DemoSumm
     };
     let serve_stop = stop_all.clone();
     let service = tokio::spawn(crate::serve::serve(config, serve_stop, hooks));
-    let metrics_addr = bound_rx.await.ok();
+    let metrics_addr = bound_rx.await.ok().map(|b| b.metrics);
 
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)

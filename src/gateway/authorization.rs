@@ -84,8 +84,24 @@ fn one_credential(part: &str) -> Credential<'_> {
     }
 }
 
-/// The token a request is scored by: its one bearer token, or the first of
-/// several.
+/// The bearer tokens of an ambiguous header other than `first` (the one
+/// [`read_authorization`] names), each once, in order. The scorer scores a
+/// request by every one of them: a decoy in front must not hide a stolen
+/// token behind it.
+pub fn other_bearer_tokens<'h>(header: &'h str, first: &str) -> Vec<&'h str> {
+    let mut others: Vec<&str> = Vec::new();
+    for part in header.split(',') {
+        if let Credential::Bearer(t) = one_credential(part) {
+            if t != first && !others.contains(&t) {
+                others.push(t);
+            }
+        }
+    }
+    others
+}
+
+/// The token a request is scored by first: its one bearer token, or the
+/// first of several.
 pub fn bearer(header: &str) -> Option<&str> {
     match read_authorization(header) {
         Authorization::Bearer(t) | Authorization::Ambiguous(Some(t)) => Some(t),
@@ -141,5 +157,12 @@ mod tests {
         ] {
             assert_eq!(read_authorization(header), want, "{header:?}");
         }
+    }
+
+    #[test]
+    fn every_other_bearer_token_is_named_once_in_order() {
+        let h = "Bearer decoy, Bearer stolen,bearer\tdecoy, Basic x, Bearer third, Bearer stolen";
+        assert_eq!(other_bearer_tokens(h, "decoy"), ["stolen", "third"]);
+        assert!(other_bearer_tokens("Bearer a, Bearer a", "a").is_empty());
     }
 }

@@ -17,21 +17,40 @@ mod verify;
 
 use std::sync::Arc;
 
-pub use authorization::{bearer, read_authorization, Authorization};
+pub use authorization::{bearer, other_bearer_tokens, read_authorization, Authorization};
 pub use client_ip::{client_ip, TrustedProxies};
 pub use error::GatewayError;
 pub use fields::{slot, FieldMap, Format};
 pub use pluck::{Plan, Scalar};
-pub use token::{derive_identity, token_ids, Claims, TokenIdentity};
+pub use token::{derive_identity, other_identity, token_ids, Claims, TokenIdentity};
 pub use verify::{JwksError, JwtVerifier};
 
 use std::borrow::Cow;
 
 use serde_json::Value;
 
-use crate::telemetry::{check_ts_ms, read_text, without_query, Event, TokenHasher};
+use crate::telemetry::{check_ts_ms, without_query, Event, TokenHasher};
 
 use crate::seal::Sealer;
+
+/// One gateway record read as telemetry: the event of its (first) bearer
+/// token, and one more per other distinct bearer token the request carried
+/// (`Authorization: Bearer decoy, Bearer stolen`). Each is the token's
+/// traffic; `others` is empty (and allocates nothing) for the usual request.
+#[derive(Debug)]
+pub struct Normalized<'a> {
+    pub event: Event<'a>,
+    pub others: Vec<Event<'a>>,
+}
+
+impl Normalized<'_> {
+    fn into_owned(self) -> Normalized<'static> {
+        Normalized {
+            event: self.event.into_owned(),
+            others: self.others.into_iter().map(Event::into_owned).collect(),
+        }
+    }
+}
 
 /// Reads one gateway format into telemetry.
 pub struct Normalizer {
@@ -67,13 +86,26 @@ impl Normalizer {
     }
 
     /// The record as a validated event, borrowing from `record` where it
-    /// can: the scoring path scores it as it is, `normalize` publishes its
+    /// can, with an event for every other bearer token it carried: the
+    /// scoring path scores them as they are, `normalize` publishes their
     /// JSON (`Event::to_json`).
-    pub fn normalize<'a>(&self, record: &'a [u8]) -> Result<Event<'a>, GatewayError> {
-        read_text(record, |text| self.normalize_text(text))
+    pub fn normalize_all<'a>(&self, record: &'a [u8]) -> Result<Normalized<'a>, GatewayError> {
+        // As `telemetry::read_text` reads a record: a record with invalid
+        // UTF-8 is read from a lossy copy, not refused.
+        match simdutf8::basic::from_utf8(record) {
+            Ok(text) => self.normalize_text(text),
+            Err(_) => self
+                .normalize_text(&String::from_utf8_lossy(record))
+                .map(Normalized::into_owned),
+        }
     }
 
-    fn normalize_text<'a>(&self, record: &'a str) -> Result<Event<'a>, GatewayError> {
+    /// The event of the record's first bearer token alone.
+    pub fn normalize<'a>(&self, record: &'a [u8]) -> Result<Event<'a>, GatewayError> {
+        self.normalize_all(record).map(|n| n.event)
+    }
+
+    fn normalize_text<'a>(&self, record: &'a str) -> Result<Normalized<'a>, GatewayError> {
         let mut slots: [Option<Scalar<'a>>; slot::COUNT] = Default::default();
         self.plan
             .pluck(record, &mut slots)
@@ -119,8 +151,9 @@ impl Normalizer {
             exp: get(slot::TOKEN_EXP).and_then(Scalar::integer),
             client_id: field(slot::CLIENT_ID),
         };
+        let authorization = field(slot::AUTHORIZATION);
         let id = derive_identity(
-            text(slot::AUTHORIZATION).as_deref(),
+            authorization.as_deref(),
             payload,
             mapped,
             self.map.claims_verified,
@@ -139,7 +172,7 @@ impl Normalizer {
             .and_then(Scalar::number)
             .map(|x| x * self.map.latency_to_ms);
         let mut take = |i: usize| slots[i].take().and_then(Scalar::into_text);
-        Ok(Event {
+        let event = Event {
             ts_ms: ts,
             token_id: Cow::Owned(id.token_id),
             sub: id.claims.sub.unwrap_or_default(),
@@ -156,7 +189,49 @@ impl Normalizer {
             bytes,
             latency_ms: latency_ms.filter(|l| l.is_finite()),
             token_handle: id.handle.map(Cow::Owned),
-        })
+        };
+        // Only a comma-joined header can carry another token.
+        let joined = authorization
+            .as_deref()
+            .filter(|h| memchr::memchr(b',', h.as_bytes()).is_some());
+        let others = match joined.map(read_authorization) {
+            Some(Authorization::Ambiguous(Some(first))) => {
+                self.others(authorization.as_deref().unwrap_or_default(), first, &event)?
+            }
+            _ => Vec::new(),
+        };
+        Ok(Normalized { event, others })
+    }
+
+    /// The same request as the traffic of each other bearer token in
+    /// `header`.
+    fn others<'a>(
+        &self,
+        header: &str,
+        first: &str,
+        event: &Event<'a>,
+    ) -> Result<Vec<Event<'a>>, GatewayError> {
+        other_bearer_tokens(header, first)
+            .into_iter()
+            .map(|token| {
+                let id = other_identity(
+                    token,
+                    &self.hasher,
+                    self.sealer.as_ref(),
+                    self.verifier.as_deref(),
+                )?;
+                Ok(Event {
+                    token_id: Cow::Owned(id.token_id),
+                    sub: id.claims.sub.unwrap_or_default(),
+                    sub_verified: id.sub_verified,
+                    client_id: id.claims.client_id,
+                    token_exp: id.claims.exp,
+                    token_iat: id.claims.iat,
+                    token_handle: id.handle.map(Cow::Owned),
+                    ..event.clone()
+                })
+            })
+            .collect()
     }
 
     /// What of a record may go to the dead-letter topic: only the fields the

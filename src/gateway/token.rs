@@ -185,10 +185,52 @@ pub fn derive_identity<'a>(
         Some(h) => Some(bearer(h).ok_or(GatewayError::NotBearer)?),
         None => None,
     };
+    let record = RecordClaims {
+        payload: payload.unwrap_or_default(),
+        mapped,
+        mapped_verified,
+    };
+    identity(raw, record, hasher, sealer, verifier)
+}
+
+/// The identity of one more bearer token a request carried (`Bearer a,
+/// Bearer b`): from the token alone, since the record's payload and claim
+/// fields may describe either.
+pub fn other_identity(
+    token: &str,
+    hasher: &TokenHasher,
+    sealer: Option<&Sealer>,
+    verifier: Option<&JwtVerifier>,
+) -> Result<TokenIdentity<'static>, GatewayError> {
+    let nothing = RecordClaims::default();
+    identity(Some(token), nothing, hasher, sealer, verifier)
+}
+
+/// What a record says about its token besides the token itself.
+#[derive(Default)]
+struct RecordClaims<'a> {
+    /// A payload the gateway decoded (and verified).
+    payload: Claims<'static>,
+    /// Claims logged as fields of their own.
+    mapped: Claims<'a>,
+    mapped_verified: bool,
+}
+
+fn identity<'a>(
+    raw: Option<&str>,
+    record: RecordClaims<'a>,
+    hasher: &TokenHasher,
+    sealer: Option<&Sealer>,
+    verifier: Option<&JwtVerifier>,
+) -> Result<TokenIdentity<'a>, GatewayError> {
+    let RecordClaims {
+        payload,
+        mapped,
+        mapped_verified,
+    } = record;
     let from_token = raw
         .and_then(|t| jwt_claims(t, verifier))
         .unwrap_or_default();
-    let payload = payload.unwrap_or_default();
     let sub_verified = if payload.sub.is_some() {
         true
     } else if from_token.sub.is_some() {

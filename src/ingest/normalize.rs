@@ -18,7 +18,7 @@ use crate::clock::now_ms;
 use crate::gateway::{GatewayError, Normalizer};
 use crate::kafka::TopicWriter;
 use crate::metrics::Metrics;
-use crate::telemetry::check_not_future;
+use crate::telemetry::{check_not_future, Event};
 
 pub struct NormalizeHandler {
     gateways: HashMap<String, Normalizer>,
@@ -61,23 +61,32 @@ impl Handler for NormalizeHandler {
             // Subscribed topics are exactly the configured inputs.
             return Err(Transient(format!("no adapter for topic {}", msg.topic())));
         };
-        let normalized = n.normalize(payload).and_then(|t| {
-            check_not_future(t.ts_ms, now_ms(), self.max_skew_ms)
+        let normalized = n.normalize_all(payload).and_then(|t| {
+            check_not_future(t.event.ts_ms, now_ms(), self.max_skew_ms)
                 .map(|()| t)
                 .map_err(|_| GatewayError::Future)
         });
         match normalized {
             Ok(t) => {
-                let json = t.to_json();
+                // A request carrying several bearer tokens is the traffic of
+                // each, keyed by each.
+                let deliver = |e: Event<'_>| {
+                    let json = e.to_json();
+                    self.telemetry
+                        .deliver(e.token_id.as_bytes().to_vec(), json, "telemetry")
+                };
+                let first = deliver(t.event);
+                // Empty, and so no allocation, for the usual request.
+                let more: Vec<_> = t.others.into_iter().map(deliver).collect();
                 self.metrics
                     .normalize_seconds
                     .observe(start.elapsed().as_secs_f64());
-                let delivered =
-                    self.telemetry
-                        .deliver(t.token_id.as_bytes().to_vec(), json, "telemetry");
                 let metrics = self.metrics.clone();
                 Ok(Handled::InFlight(tokio::spawn(async move {
-                    delivered.await;
+                    first.await;
+                    for d in more {
+                        d.await;
+                    }
                     metrics.records_normalized.inc();
                     true
                 })))

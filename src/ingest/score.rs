@@ -164,15 +164,15 @@ impl Handler for ScoringHandler {
         } else {
             self.gateways.get(msg.topic())
         };
-        let event = match gateway {
+        let (event, others) = match gateway {
             None => match Event::parse(payload) {
-                Ok(e) => e,
+                Ok(e) => (e, Vec::new()),
                 Err(e) => {
                     return self.reject(msg, None, e.reason(), &e.to_string()).await;
                 }
             },
-            Some(n) => match n.normalize(payload) {
-                Ok(e) => e,
+            Some(n) => match n.normalize_all(payload) {
+                Ok(n) => (n.event, n.others),
                 Err(e) => {
                     let safe = n.redact(payload);
                     return self
@@ -187,37 +187,22 @@ impl Handler for ScoringHandler {
                 .reject(msg, safe.as_deref(), e.reason(), &e.to_string())
                 .await;
         }
-        #[cfg(debug_assertions)]
-        if self.fault_token.as_deref() == Some(&*event.token_id) {
-            panic!("fault injected for a test (TW_TEST_FAULT_PANIC_TOKEN)");
+        let mut flags = Vec::new();
+        // A request carrying several bearer tokens is the traffic of each.
+        for event in std::iter::once(event).chain(others) {
+            flags.extend(self.score(&event, msg.partition(), start));
         }
-        let scored = decide::score(&self.detector, &event, false);
-        let verdict = scored.verdict;
-        if let Some((log, _)) = &mut self.changelog {
-            log.touched(verdict.key, msg.partition());
-        }
-        let m = &self.metrics;
-        m.events_consumed.inc();
-        m.verdicts
-            .with_label_values(&[verdict.action.as_str()])
-            .inc();
-        m.score.observe(f64::from(verdict.score.score));
-        m.detection_latency_seconds
-            .observe(((now_ms() - event.ts_ms).max(0) as f64) / 1000.0);
-        m.processing_seconds.observe(start.elapsed().as_secs_f64());
-        self.since_stats += 1;
-        if self.since_stats >= 256 {
-            self.tick();
-        }
-        match (scored.decision, scored.explanation) {
-            // The detector has escalated the token already: from here the
-            // decision is retried until the broker has it, never re-scored.
-            (Some(decision), Some(explanation)) => Ok(Handled::InFlight(
-                self.flagger
-                    .flag_in_background(decision, verdict, explanation),
-            )),
-            _ => Ok(Handled::Done),
-        }
+        Ok(match flags.len() {
+            0 => Handled::Done,
+            1 => Handled::InFlight(flags.pop().expect("one")),
+            _ => Handled::InFlight(tokio::spawn(async move {
+                let mut acknowledged = true;
+                for f in flags {
+                    acknowledged &= f.await.unwrap_or(false);
+                }
+                acknowledged
+            })),
+        })
     }
 
     fn commits_state(&self) -> bool {
@@ -237,5 +222,48 @@ impl Handler for ScoringHandler {
         self.since_stats = 0;
         let stats = decide::lock(&self.detector).stats();
         self.observe_detector(stats);
+    }
+}
+
+impl ScoringHandler {
+    /// Scores one event; the decision's delivery when the token escalates.
+    fn score(
+        &mut self,
+        event: &Event<'_>,
+        partition: i32,
+        start: Instant,
+    ) -> Option<tokio::task::JoinHandle<bool>> {
+        #[cfg(debug_assertions)]
+        if self.fault_token.as_deref() == Some(&*event.token_id) {
+            panic!("fault injected for a test (TW_TEST_FAULT_PANIC_TOKEN)");
+        }
+        let scored = decide::score(&self.detector, event, false);
+        let verdict = scored.verdict;
+        if let Some((log, _)) = &mut self.changelog {
+            log.touched(verdict.key, partition);
+        }
+        let m = &self.metrics;
+        m.events_consumed.inc();
+        m.verdicts
+            .with_label_values(&[verdict.action.as_str()])
+            .inc();
+        m.score.observe(f64::from(verdict.score.score));
+        m.detection_latency_seconds
+            .observe(((now_ms() - event.ts_ms).max(0) as f64) / 1000.0);
+        m.processing_seconds.observe(start.elapsed().as_secs_f64());
+        self.since_stats += 1;
+        if self.since_stats >= 256 {
+            self.tick();
+        }
+        match (scored.decision, scored.explanation) {
+            // The detector has escalated the token already: from here the
+            // decision is retried until the broker has it, never re-scored.
+            (Some(decision), Some(explanation)) => Some(self.flagger.flag_in_background(
+                decision,
+                verdict,
+                explanation,
+            )),
+            _ => None,
+        }
     }
 }

@@ -31,6 +31,7 @@ use crate::model::{Model, ModelArtifact, ModelError, ModelHandle};
 use crate::respond::{Brake, Controls, Denylist, Settled};
 use crate::telemetry::TokenHasher;
 
+pub use http::Bound;
 pub use normalize::{normalize, NormalizeHooks};
 pub use supervisor::{Supervisor, TaskFailed};
 
@@ -60,8 +61,8 @@ pub enum ServeError {
 pub struct Hooks {
     pub decisions: Option<mpsc::UnboundedSender<Decision>>,
     pub settled: Option<mpsc::UnboundedSender<Settled>>,
-    /// Receives the HTTP address once bound (useful with port 0).
-    pub http_bound: Option<oneshot::Sender<SocketAddr>>,
+    /// Receives the HTTP addresses once bound (useful with port 0).
+    pub http_bound: Option<oneshot::Sender<Bound>>,
     /// Share a metrics registry with the caller.
     pub metrics: Option<Arc<Metrics>>,
 }
@@ -190,7 +191,7 @@ pub async fn serve(
         });
     }
 
-    let app = api::app(AppState {
+    let state = AppState {
         metrics: metrics.clone(),
         readiness: readiness.clone(),
         service: Arc::new(Service {
@@ -206,13 +207,20 @@ pub async fn serve(
             max_body_bytes: cfg.http.max_body_bytes,
             edge,
         }),
-    });
-    let listener = http::bind(cfg.http.listen, hooks.http_bound).await?;
-    let stop = shutdown.clone();
-    tasks.spawn("http", async move {
-        http::run(listener, app, stop).await;
-        None
-    });
+    };
+    let (listeners, bound) = http::bind_all(&cfg.http.listen).await?;
+    if let Some(tx) = hooks.http_bound {
+        let _ = tx.send(bound);
+    }
+    for l in listeners {
+        let app = api::router(state.clone(), &l.audiences);
+        let open = metrics.http_connections.with_label_values(&[&l.label()]);
+        let (limits, stop) = (cfg.http.limits, shutdown.clone());
+        tasks.spawn("http", async move {
+            http::run(l.socket, app, limits, open, stop).await;
+            None
+        });
+    }
 
     let (m, stop) = (metrics.clone(), shutdown.clone());
     tasks.spawn("geo reload", async move {

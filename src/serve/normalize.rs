@@ -61,10 +61,15 @@ pub async fn normalize(
 
     tracing::info!(topics = ?topics, "normalize: reading gateway topics");
     let app = crate::api::ops_app(metrics.clone(), readiness);
-    let listener = http::bind(cfg.http.listen, hooks.http_bound).await?;
-    let stop = shutdown.clone();
+    // Only probes and metrics: one listener, on `http.listen`.
+    let listener = http::bind(cfg.http.listen.api).await?;
+    if let (Some(tx), Ok(bound)) = (hooks.http_bound, listener.local_addr()) {
+        let _ = tx.send(bound);
+    }
+    let open = metrics.http_connections.with_label_values(&["api+metrics"]);
+    let (limits, stop) = (cfg.http.limits, shutdown.clone());
     tasks.spawn("http", async move {
-        http::run(listener, app, stop).await;
+        http::run(listener, app, limits, open, stop).await;
         None
     });
 

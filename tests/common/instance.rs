@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokenwatch::config::Config;
 use tokenwatch::decide::Decision;
 use tokenwatch::metrics::Metrics;
-use tokenwatch::serve::{serve, Hooks, ServeError, ServeReport};
+use tokenwatch::serve::{serve, Bound, Hooks, ServeError, ServeReport};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -15,7 +15,9 @@ pub struct Instance {
     pub metrics: Arc<Metrics>,
     pub stop: CancellationToken,
     pub task: tokio::task::JoinHandle<Result<ServeReport, ServeError>>,
+    /// The API's address (and, unless configured apart, every audience's).
     pub http: SocketAddr,
+    pub bound: Bound,
 }
 
 /// Starts `serve` and returns once its HTTP side is bound (not yet ready:
@@ -46,11 +48,12 @@ pub async fn start_with(cfg: Config, hooks: Hooks) -> Instance {
             ..hooks
         },
     ));
-    let http = brx.await.expect("http bound");
+    let bound = brx.await.expect("http bound");
     Instance {
         metrics,
         stop,
         task,
-        http,
+        http: bound.api,
+        bound,
     }
 }
