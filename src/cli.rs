@@ -68,6 +68,10 @@ pub struct SimulateArgs {
     pub span: Duration,
     #[arg(long, default_value_t = 0.03)]
     pub attack_share: f64,
+    /// What the traffic is like (TOML: any `SimParams` knob, see
+    /// docs/evaluation.md), e.g. data/sim/consumer-scale.toml.
+    #[arg(long)]
+    pub traffic: Option<PathBuf>,
     #[arg(long, num_args = 1.., default_value = "data/geo/demo-city.mmdb")]
     pub city_db: Vec<PathBuf>,
     /// Output file (`.gz` compresses); `-` for stdout.

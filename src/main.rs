@@ -148,12 +148,16 @@ fn config_check(file: &Path) -> Result<()> {
 async fn simulate(a: SimulateArgs) -> Result<()> {
     let geo = GeoHandle::open(a.city_db, None)?;
     let world = World::from_geo(&geo.load().db);
+    let knobs = match &a.traffic {
+        Some(path) => SimParams::from_file(path)?,
+        None => SimParams::default(),
+    };
     let p = SimParams {
         seed: a.seed,
         users: a.users,
         span_ms: a.span.as_millis() as i64,
         attack_share: a.attack_share,
-        ..SimParams::default()
+        ..knobs
     };
     let events = sim::generate(&world, &p);
     let bar = indicatif::ProgressBar::new(events.len() as u64);

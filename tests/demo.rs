@@ -64,8 +64,11 @@ async fn the_demo_catches_and_revokes_a_stolen_token_with_metrics_live() {
         Some((403, 200)),
         "the edge check refuses a revoked token and passes a legitimate one"
     );
-    // A VPN toggled before its egress has been learned (cold start) can still trip.
-    assert!(summary.flagged_legit <= 2, "false flags: {summary:?}");
+    // A VPN toggled before two of its users have been seen switching it on
+    // or off (the demo starts cold and lasts seconds) can still trip: the
+    // price of not excusing hops off every home behind carrier NAT
+    // (docs/model-card.md, schema 6). 5 of 193 legitimate tokens measured.
+    assert!(summary.flagged_legit <= 6, "false flags: {summary:?}");
     assert!(
         summary.latencies_ms.iter().all(|ms| *ms < 5_000),
         "{:?}",

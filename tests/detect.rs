@@ -128,20 +128,38 @@ fn vpn_toggling(d: &mut Detector) -> Vec<tokenwatch::detect::Verdict> {
         .collect()
 }
 
-#[test]
-fn a_corporate_vpn_shared_by_many_users_is_not_travel() {
-    let mut d = detector();
-    // Colleagues behind the same egress prefix: the population learns it.
+/// Colleagues who sign in behind the VPN's egress prefix in Singapore and
+/// later switch it off at home, each elsewhere (`away`, or Paris when
+/// `None`).
+fn colleagues_on_the_vpn(d: &mut Detector, away: Option<&[&str]>) {
+    let homes = away.unwrap_or(&[PARIS, LYON, MARSEILLE, NEW_YORK, SYDNEY]);
     for (i, who) in ["bob", "carol", "dave", "erin", "frank"].iter().enumerate() {
-        let buf = record_for(
-            &format!("{who}-tok"),
+        let tok = format!("{who}-tok");
+        let on = record_for(
+            &tok,
             who,
             i as f64,
             &format!("1.32.200.{}", 10 + i),
             BROWSER,
         );
-        d.observe(&Event::parse(&buf).unwrap());
+        d.observe(&Event::parse(&on).unwrap());
+        let off = record_for(
+            &tok,
+            who,
+            3600.0 + i as f64,
+            homes[i % homes.len()],
+            BROWSER,
+        );
+        d.observe(&Event::parse(&off).unwrap());
     }
+}
+
+#[test]
+fn a_corporate_vpn_shared_by_many_users_is_not_travel() {
+    let mut d = detector();
+    // Colleagues behind the same egress prefix, who leave it for their
+    // homes far away: the population learns a VPN exit.
+    colleagues_on_the_vpn(&mut d, None);
     for (i, v) in vpn_toggling(&mut d).iter().enumerate() {
         assert_eq!(v.action, Action::None, "request {i}: {v:?}");
         assert!(v.score.rule.is_none());
@@ -156,6 +174,52 @@ fn before_the_egress_is_learned_a_vpn_toggle_still_reads_as_travel() {
     assert!(vpn_toggling(&mut d)
         .iter()
         .any(|v| v.action == Action::Revoke));
+}
+
+#[test]
+fn a_thief_far_from_a_home_behind_carrier_nat_is_travel() {
+    // Twenty neighbours sign in behind the same carrier-grade NAT /24 in
+    // Singapore and stay there: shared egress, but nobody roams away from
+    // it. Before, a hop off any shared egress was excused, so every token
+    // stolen from such a home was replayed unseen.
+    let mut d = detector();
+    for i in 0..20 {
+        let who = format!("neighbour-{i}");
+        let buf = record_for(
+            &format!("{who}-tok"),
+            &who,
+            i as f64,
+            &format!("1.32.200.{}", 10 + i),
+            BROWSER,
+        );
+        d.observe(&Event::parse(&buf).unwrap());
+    }
+    let home = "1.32.200.99";
+    let at = |d: &mut Detector, t: f64, ip: &str| {
+        d.observe(&Event::parse(&record_for("victim-tok", "victim", t, ip, BROWSER)).unwrap())
+    };
+    at(&mut d, 600.0, home);
+    // The thief, in Paris with the victim's own browser string, and the
+    // victim at home again.
+    let thief = at(&mut d, 660.0, PARIS);
+    assert_eq!(thief.features.get(idx::SHARED_EGRESS), 0.0, "{thief:?}");
+    assert_eq!(thief.score.rule, Some(Rule::ImpossibleTravel), "{thief:?}");
+    let back = at(&mut d, 720.0, home);
+    assert_eq!(back.features.get(idx::SHARED_EGRESS), 0.0, "{back:?}");
+    let again = at(&mut d, 780.0, PARIS);
+    assert_eq!(again.action, Action::Revoke, "two holders: {again:?}");
+}
+
+#[test]
+fn colleagues_who_never_leave_the_egress_do_not_make_it_a_vpn() {
+    // The same five colleagues, but each "home" is the egress itself: the
+    // prefix is shared, not roamed away from, so Alice's toggling to Paris
+    // and back is still travel (the cold-start gap of docs/features.md).
+    let mut d = detector();
+    colleagues_on_the_vpn(&mut d, Some(&["1.32.200.50"]));
+    assert!(vpn_toggling(&mut d)
+        .iter()
+        .any(|v| v.action != Action::None));
 }
 
 fn alice(d: &mut Detector, token: &str, t_s: f64, ip: &str) -> tokenwatch::detect::Verdict {

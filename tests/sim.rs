@@ -142,3 +142,92 @@ fn the_label_is_not_read_by_the_detector() {
         "no verdict in the stream would show a difference"
     );
 }
+
+/// /24 of an address (IPv4 only; the CGNAT pools are IPv4).
+fn prefix24(ip: std::net::IpAddr) -> Option<[u8; 3]> {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            let o = v4.octets();
+            Some([o[0], o[1], o[2]])
+        }
+        std::net::IpAddr::V6(_) => None,
+    }
+}
+
+#[test]
+fn consumer_scale_traffic_shares_networks_and_attacker_servers() {
+    let knobs = SimParams::from_file(&repo("data/sim/consumer-scale.toml")).unwrap();
+    let p = SimParams {
+        seed: 11,
+        users: 600,
+        span_ms: 3 * 3600 * 1000,
+        attack_share: 0.1,
+        ..knobs
+    };
+    let events = generate(&world(), &p);
+    // Carrier-grade NAT: some residential /24 carries ten or more subjects.
+    let mut subjects: HashMap<[u8; 3], std::collections::HashSet<u32>> = HashMap::new();
+    let mut tokens_of_server: HashMap<std::net::IpAddr, std::collections::HashSet<u32>> =
+        HashMap::new();
+    let (mut thefts, mut copied) = (std::collections::HashSet::new(), 0usize);
+    let mut ua_of_victim: HashMap<u32, &str> = HashMap::new();
+    for e in &events {
+        if !e.label.attacker {
+            ua_of_victim.insert(e.token_seq, e.user_agent);
+            if let Some(p) = prefix24(e.ip) {
+                subjects.entry(p).or_default().insert(e.sub);
+            }
+        }
+    }
+    for e in events.iter().filter(|e| e.label.attacker) {
+        tokens_of_server
+            .entry(e.ip)
+            .or_default()
+            .insert(e.token_seq);
+        if thefts.insert(e.token_seq) && ua_of_victim.get(&e.token_seq) == Some(&e.user_agent) {
+            copied += 1;
+        }
+    }
+    let busiest = subjects.values().map(|s| s.len()).max().unwrap();
+    assert!(busiest >= 10, "busiest residential /24: {busiest} subjects");
+    // Infrastructure reuse: one server replays several victims' tokens.
+    let reused = tokens_of_server.values().map(|t| t.len()).max().unwrap();
+    assert!(
+        reused >= 3,
+        "most tokens from one attacker address: {reused}"
+    );
+    // About half the thefts (and more: some scenarios copy it anyway) use
+    // the victim's exact browser string.
+    let share = copied as f64 / thefts.len() as f64;
+    assert!(
+        share >= 0.4,
+        "{copied} of {} thefts copy the UA",
+        thefts.len()
+    );
+    // Knobs off, as in the default: none of it.
+    let plain = generate(&world(), &params(11));
+    let most = plain
+        .iter()
+        .filter(|e| e.label.attacker)
+        .fold(
+            HashMap::<_, std::collections::HashSet<u32>>::new(),
+            |mut m, e| {
+                m.entry(e.ip).or_default().insert(e.token_seq);
+                m
+            },
+        )
+        .into_values()
+        .map(|t| t.len())
+        .max()
+        .unwrap_or(0);
+    assert!(most <= 1, "without reuse every theft has its own address");
+}
+
+#[test]
+fn a_traffic_file_with_an_unknown_knob_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.toml");
+    std::fs::write(&path, "p_cgnatt = 0.5\n").unwrap();
+    let err = SimParams::from_file(&path).unwrap_err().to_string();
+    assert!(err.contains("p_cgnatt"), "{err}");
+}

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use super::population::{Population, ROUTE_CLASSES, SHARED_EGRESS_SUBJECTS};
+use super::population::{Population, ROUTE_CLASSES};
 use super::schema::{idx, N_FEATURES};
 use super::state::{Sighting, TokenState};
 use crate::geo::{Location, Lookup};
@@ -211,16 +211,18 @@ pub fn observe(
     // Subject-level state needs a subject: tokens without one never pool
     // into a shared empty subject.
     let subject = (!event.sub.is_empty()).then(|| xxhash_rust::xxh3::xxh3_64(event.sub.as_bytes()));
-    let here_subjects = population.observe_egress(prefix, subject, first);
+    let here_excuses = population.observe_egress(prefix, subject, first);
     // Only needed on a far hop or a new place: hashed lazily.
     let token_tag = || xxhash_rust::xxh3::xxh3_64(event.token_id.as_bytes()) as u32;
     // Usually the previous request came from the same prefix: no second probe.
-    let prev_subjects = match state.last_seen {
-        Some(s) if prefix_hash(s.ip) == prefix => here_subjects,
-        Some(s) => population.egress_subjects(s.ip),
-        None => 0.0,
+    let prev_excuses = match state.last_seen {
+        Some(s) if prefix_hash(s.ip) == prefix => here_excuses,
+        Some(s) => population.egress_excuses(s.ip),
+        None => false,
     };
-    let shared = here_subjects.max(prev_subjects) >= SHARED_EGRESS_SUBJECTS;
+    // A hop onto or off a VPN's exit is no evidence; one off a home behind
+    // carrier NAT is (`Egress::excuses`).
+    let shared = here_excuses || prev_excuses;
     v[idx::SHARED_EGRESS] = f32::from(u8::from(shared));
 
     // --- geography -----------------------------------------------------------
@@ -257,6 +259,10 @@ pub fn observe(
             // Moving onto or off shared egress (VPN on/off, corporate proxy)
             // changes the apparent place, not the holder's; so does moving
             // between two places the subject used on its other tokens.
+            if km >= params.far_km {
+                population.observe_roaming(prev.ip, subject);
+                population.observe_roaming(event.ip, subject);
+            }
             let far_hop = !shared && km >= params.far_km;
             let familiar = far_hop
                 && subject.is_some_and(|subject| {

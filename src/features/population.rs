@@ -70,20 +70,18 @@ impl Population {
     }
 
     /// Records `subject` behind `prefix` (`started`: its token's first
-    /// request); returns the subjects that make the prefix shared. A request
-    /// without a subject (an opaque token the gateway logged no subject for)
-    /// is nobody in particular: it is not counted.
+    /// request); returns whether the prefix is egress that excuses a hop
+    /// (see [`Egress::excuses`]). A request without a subject (an opaque
+    /// token the gateway logged no subject for) is nobody in particular: it
+    /// is not counted.
     pub(super) fn observe_egress(
         &mut self,
         prefix: u64,
         subject: Option<u64>,
         started: bool,
-    ) -> f32 {
+    ) -> bool {
         let (Some(subject), false) = (subject, self.frozen) else {
-            return self
-                .egress
-                .peek(&prefix)
-                .map_or(0.0, Egress::shared_subjects);
+            return self.egress.peek(&prefix).is_some_and(Egress::excuses);
         };
         if self.egress.len() >= EGRESS_PREFIXES && !self.egress.contains(&prefix) {
             self.egress.pop_lru();
@@ -93,14 +91,23 @@ impl Population {
         if started {
             e.started.insert(subject);
         }
-        e.shared_subjects()
+        e.excuses()
     }
 
-    /// Subjects that make `ip`'s prefix shared egress.
-    pub fn egress_subjects(&self, ip: IpAddr) -> f32 {
+    /// Records that `subject`'s token moved far onto or off `ip`'s prefix.
+    pub(super) fn observe_roaming(&mut self, ip: IpAddr, subject: Option<u64>) {
+        if let (Some(subject), false) = (subject, self.frozen) {
+            if let Some(e) = self.egress.peek_mut(&prefix_hash(ip)) {
+                e.roamed.insert(subject);
+            }
+        }
+    }
+
+    /// Whether `ip`'s prefix is egress that excuses a hop onto or off it.
+    pub fn egress_excuses(&self, ip: IpAddr) -> bool {
         self.egress
             .peek(&prefix_hash(ip))
-            .map_or(0.0, Egress::shared_subjects)
+            .is_some_and(Egress::excuses)
     }
 }
 
@@ -111,9 +118,25 @@ struct Egress {
     all: Sketch64,
     /// Distinct subjects whose token's first request came from here.
     started: Sketch64,
+    /// Distinct subjects whose token moved between here and somewhere far.
+    roamed: Sketch64,
 }
 
 impl Egress {
+    /// A hop onto or off this prefix is no evidence of a second holder only
+    /// when it is shared egress its subjects roam to and from: a VPN's exit
+    /// or an anonymiser, geolocated far from where its users are, which
+    /// they switch on and off from somewhere far (at least two of them, and
+    /// a quarter of all). Carrier-grade and office NAT are shared too, but
+    /// their subjects stay near them: excusing hops off those excused every
+    /// theft of a token used at home.
+    fn excuses(&self) -> bool {
+        let roamed = self.roamed.estimate();
+        self.shared_subjects() >= SHARED_EGRESS_SUBJECTS
+            && roamed >= 2.0
+            && 4.0 * roamed >= self.all.estimate()
+    }
+
     /// The prefix is shared egress (VPN, office NAT, carrier NAT) by all its
     /// subjects only while at least half of them started a token here:
     /// people sign in behind such egress. A server replaying stolen tokens

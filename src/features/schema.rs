@@ -4,7 +4,7 @@
 
 /// Bumped whenever a feature's definition or order changes: a model trained
 /// on another schema is refused at load.
-pub const FEATURE_SCHEMA_VERSION: u32 = 5;
+pub const FEATURE_SCHEMA_VERSION: u32 = 6;
 
 pub const N_FEATURES: usize = 21;
 

@@ -5,7 +5,11 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_pcg::Pcg64Mcg;
 
-use super::population::{address_in, World};
+use std::net::IpAddr;
+
+use ipnetwork::IpNetwork;
+
+use super::population::{address_in, host_in, World};
 use super::scenario::{Scenario, SimParams};
 use super::{Label, SimEvent};
 
@@ -40,6 +44,9 @@ fn rng_state(seed: u64) -> u128 {
 struct User {
     id: u32,
     home: usize,
+    /// Behind carrier-grade NAT: the home address is in a /24 shared with
+    /// every such user of the city.
+    cgnat: bool,
     kind: Scenario,
     ua: &'static str,
     /// Shared VPN egress addresses, for VPN users.
@@ -67,6 +74,10 @@ struct Gen<'w> {
     rng: Pcg64Mcg,
     out: Vec<SimEvent>,
     next_token: u32,
+    /// Each city's carrier-grade NAT /24s, made when first needed.
+    cgnat: std::collections::HashMap<usize, Vec<IpNetwork>>,
+    /// Attacker servers: city, address, tokens replayed from it so far.
+    servers: Vec<(usize, IpAddr, u32)>,
 }
 
 struct Token {
@@ -76,6 +87,44 @@ struct Token {
 }
 
 impl Gen<'_> {
+    /// A home address of a user behind carrier-grade NAT in `city`.
+    fn cgnat_address(&mut self, city: usize, user: u32, p: &SimParams) -> IpAddr {
+        let pools = p.cgnat_prefixes_per_city.max(1) as usize;
+        if !self.cgnat.contains_key(&city) {
+            let nets = (0..pools)
+                .map(|_| {
+                    let a = address_in(&mut self.rng, self.world.city(city), 0.0);
+                    IpNetwork::new(a, 24)
+                        .and_then(|n| IpNetwork::new(n.network(), 24))
+                        .expect("a /24 of an IPv4 address")
+                })
+                .collect();
+            self.cgnat.insert(city, nets);
+        }
+        let net = self.cgnat[&city][user as usize % pools];
+        host_in(&mut self.rng, &net)
+    }
+
+    /// The address a thief replays from: a server it already used for
+    /// fewer than `attacker_reuse` tokens, far enough from the victim's
+    /// `city`, else a new one in `far`.
+    fn attacker_address(&mut self, city: usize, far: usize, p: &SimParams) -> IpAddr {
+        let here = self.world.city(city).location;
+        let reusable = self.servers.iter_mut().find(|(c, _, used)| {
+            let there = self.world.city(*c).location;
+            *used < p.attacker_reuse
+                && there.country != here.country
+                && here.distance_km(&there) >= 1500.0
+        });
+        if let Some((_, ip, used)) = reusable {
+            *used += 1;
+            return *ip;
+        }
+        let ip = address_in(&mut self.rng, self.world.city(far), 0.2);
+        self.servers.push((far, ip, 1));
+        ip
+    }
+
     fn push(
         &mut self,
         t: &Token,
@@ -114,8 +163,16 @@ pub fn generate(world: &World, p: &SimParams) -> Vec<SimEvent> {
         rng: Pcg64Mcg::new(rng_state(p.seed)),
         out: Vec::new(),
         next_token: 0,
+        cgnat: Default::default(),
+        servers: Vec::new(),
     };
     let n = world.cities.len();
+    // Where people live: every city, or a few (more people per network).
+    let homes: Vec<usize> = if p.home_cities > 0 {
+        (0..p.home_cities).map(|_| g.rng.gen_range(0..n)).collect()
+    } else {
+        Vec::new()
+    };
     // A handful of corporate VPN egress points, shared by all VPN users.
     // Concentrators egress through a few fixed addresses each.
     let egress_points: Vec<[std::net::IpAddr; 2]> = (0..4)
@@ -145,9 +202,17 @@ pub fn generate(world: &World, p: &SimParams) -> Vec<SimEvent> {
         } else {
             *BROWSERS.choose(&mut g.rng).expect("non-empty")
         };
+        let home = match homes.choose(&mut g.rng) {
+            Some(&c) => c,
+            None => g.rng.gen_range(0..n),
+        };
+        let cgnat = p.p_cgnat > 0.0
+            && matches!(kind, Scenario::LegitHome | Scenario::LegitMobile)
+            && g.rng.gen_bool(p.p_cgnat);
         let user = User {
             id,
-            home: g.rng.gen_range(0..n),
+            home,
+            cgnat,
             kind,
             ua,
             egress: *egress_points.choose(&mut g.rng).expect("non-empty"),
@@ -203,7 +268,11 @@ fn user_timeline(g: &mut Gen<'_>, user: &User, p: &SimParams) {
         };
 
         // The holder's own requests.
-        let home_ip = address_in(&mut g.rng, g.world.city(city), 0.3);
+        let home_ip = if user.cgnat && city == user.home {
+            g.cgnat_address(city, user.id, p)
+        } else {
+            address_in(&mut g.rng, g.world.city(city), 0.3)
+        };
         let mut ip = home_ip;
         let mut on_vpn = user.kind == Scenario::LegitVpn && g.rng.gen_bool(0.7);
         let vpn_ip = user.egress[g.rng.gen_range(0..2)];
@@ -308,7 +377,16 @@ fn user_timeline(g: &mut Gen<'_>, user: &User, p: &SimParams) {
                 ),
                 _ => (far, 400.0, *TOOLS.choose(&mut g.rng).expect("non-empty")),
             };
-            let aip = address_in(&mut g.rng, g.world.city(acity), 0.2);
+            let ua = if p.ua_copy_share > 0.0 && g.rng.gen_bool(p.ua_copy_share) {
+                user.ua
+            } else {
+                ua
+            };
+            let aip = if p.attacker_reuse > 1 && kind != Scenario::ProxySameCountry {
+                g.attacker_address(city, acity, p)
+            } else {
+                address_in(&mut g.rng, g.world.city(acity), 0.2)
+            };
             let delay = if kind == Scenario::ReplayAfterLogout {
                 // Well after the session ended, while the token still lives.
                 ((token.exp_ms - stolen) / 2).max(1_000)

@@ -77,7 +77,13 @@ impl Scenario {
     }
 }
 
-#[derive(Clone, Debug)]
+/// What the simulated traffic is like. `--traffic FILE` (TOML, any subset of
+/// these keys; `data/sim/consumer-scale.toml` is one) describes a user's own
+/// traffic as data; the seed, users, span and attack share come from flags.
+/// Every knob that is off draws nothing from the generator, so the streams of
+/// committed seeds stay as they were.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SimParams {
     pub seed: u64,
     pub start_ms: i64,
@@ -95,6 +101,32 @@ pub struct SimParams {
     pub p_flight: f64,
     /// Delay between the theft and the attacker's first request, ms.
     pub attack_delay_ms: (i64, i64),
+    /// Users live in this many cities (drawn once per seed); 0: every city
+    /// of the database. Fewer cities, more people per network.
+    pub home_cities: u32,
+    /// Share of home and mobile users behind carrier-grade NAT: their home
+    /// address is in one of `cgnat_prefixes_per_city` /24s of their city,
+    /// shared with every other such user there.
+    pub p_cgnat: f64,
+    pub cgnat_prefixes_per_city: u32,
+    /// Stolen tokens replayed from one attacker address before the thief
+    /// moves to another (infrastructure reuse); 1: a fresh address each.
+    pub attacker_reuse: u32,
+    /// Share of thefts replayed with the victim's exact User-Agent, on top
+    /// of the scenarios that copy it anyway.
+    pub ua_copy_share: f64,
+}
+
+impl SimParams {
+    /// The knobs of a TOML file over the defaults; an unknown key or a
+    /// wrong type is an error naming it.
+    pub fn from_file(path: &std::path::Path) -> Result<SimParams, Box<figment::Error>> {
+        use figment::providers::{Format as _, Serialized, Toml};
+        figment::Figment::from(Serialized::defaults(SimParams::default()))
+            .merge(Toml::file_exact(path))
+            .extract()
+            .map_err(Box::new)
+    }
 }
 
 impl Default for SimParams {
@@ -112,6 +144,11 @@ impl Default for SimParams {
             p_automation: 0.05,
             p_flight: 0.05,
             attack_delay_ms: (5_000, 120_000),
+            home_cities: 0,
+            p_cgnat: 0.0,
+            cgnat_prefixes_per_city: 2,
+            attacker_reuse: 1,
+            ua_copy_share: 0.0,
         }
     }
 }
