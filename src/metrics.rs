@@ -42,6 +42,7 @@ pub struct Metrics {
     pub allowlist_entries: IntGauge,
     pub denylist_entries: IntGauge,
     pub denylist_checks: IntCounterVec,
+    pub check_seconds: Histogram,
     pub http_connections: IntGaugeVec,
     pub state_writes: IntCounterVec,
     pub state_restored: IntCounter,
@@ -79,7 +80,10 @@ fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeV
 impl Metrics {
     pub fn new() -> Metrics {
         let r = Registry::new();
-        let latency = prometheus::exponential_buckets(0.000_01, 4.0, 12).expect("valid buckets");
+        // Scoring or normalizing a record takes 1–5 µs: buckets from 0.5 µs,
+        // doubling to 65 ms, so the quantiles mean something (from 10 µs
+        // every sample fell in the first bucket).
+        let latency = prometheus::exponential_buckets(0.000_000_5, 2.0, 18).expect("valid buckets");
         let wall = prometheus::exponential_buckets(0.001, 2.0, 16).expect("valid buckets");
         let m = Metrics {
             events_consumed: counter(&r, "tokenwatch_events_consumed_total", "Telemetry records consumed and scored."),
@@ -99,7 +103,7 @@ impl Metrics {
                 &r,
                 "tokenwatch_event_processing_seconds",
                 "Time to parse, enrich, score and hand off one record.",
-                latency,
+                latency.clone(),
             ),
             detection_latency_seconds: histogram(
                 &r,
@@ -226,7 +230,7 @@ impl Metrics {
                         "tokenwatch_normalize_seconds",
                         "Time to read one gateway record into telemetry (before the publish).",
                     )
-                    .buckets(prometheus::exponential_buckets(0.000_01, 4.0, 12).expect("valid buckets")),
+                    .buckets(latency.clone()),
                 )
                 .expect("valid metric");
                 r.register(Box::new(h.clone())).expect("registered once");
@@ -258,6 +262,12 @@ impl Metrics {
                 "tokenwatch_denylist_checks_total",
                 "Edge checks (auth_request / ext_authz) by result: allowed, denied, unreadable, not_ready.",
                 &["result"],
+            ),
+            check_seconds: histogram(
+                &r,
+                "tokenwatch_check_seconds",
+                "Time to answer one edge check (/v1/check), header read to verdict.",
+                latency.clone(),
             ),
             http_connections: gauge_vec(
                 &r,

@@ -119,6 +119,15 @@ async fn each_audience_is_served_only_on_its_own_listener() {
         text.contains(r#"tokenwatch_http_connections{listener="edge"}"#),
         "connections are counted per listener"
     );
+    // The two edge checks above were timed (and no other route was).
+    assert!(
+        text.contains("tokenwatch_check_seconds_count 2"),
+        "{}",
+        text.lines()
+            .filter(|l| l.contains("check_seconds"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     r.stop().await;
 }
 

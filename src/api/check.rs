@@ -101,11 +101,15 @@ pub async fn check(State(s): State<AppState>, headers: HeaderMap) -> Response {
     // A value that is not visible ASCII is no credential tokenwatch issued
     // a verdict on; it is read as empty, and a bearer scheme around it as
     // unreadable.
+    let started = std::time::Instant::now();
     let values = headers
         .get_all(header::AUTHORIZATION)
         .iter()
         .map(|v| v.to_str().unwrap_or("Bearer"));
     let verdict = edge.check(values, now_ms());
+    s.metrics
+        .check_seconds
+        .observe(started.elapsed().as_secs_f64());
     s.metrics
         .denylist_checks
         .with_label_values(&[verdict.label()])

@@ -116,6 +116,21 @@ impl ClientContext for IngestContext {
     }
 }
 
+impl IngestContext {
+    /// Drops the lag series of partitions this instance no longer reads:
+    /// another instance reports them now, and a stale series would make
+    /// `sum by (topic)` (the lag alert, an autoscaler) count them twice.
+    fn forget_lag(&self, revoked: &TopicPartitionList) {
+        let Some(m) = &self.metrics else { return };
+        for e in revoked.elements() {
+            // Absent when no statistics arrived for it: nothing to drop.
+            let _ = m
+                .consumer_lag
+                .remove_label_values(&[e.topic(), &e.partition().to_string()]);
+        }
+    }
+}
+
 impl ConsumerContext for IngestContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
@@ -161,7 +176,10 @@ impl ConsumerContext for IngestContext {
         }
         let (kind, n) = match rebalance {
             Rebalance::Assign(tpl) => ("assign", tpl.count()),
-            Rebalance::Revoke(tpl) => ("revoke", tpl.count()),
+            Rebalance::Revoke(tpl) => {
+                self.forget_lag(tpl);
+                ("revoke", tpl.count())
+            }
             Rebalance::Error(_) => ("error", 0),
         };
         tracing::info!(consumer = self.name, kind, partitions = n, "rebalance");
@@ -177,6 +195,28 @@ impl ConsumerContext for IngestContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_revoked_partition_leaves_no_lag_series_behind() {
+        let metrics = Arc::new(Metrics::new());
+        let ctx = IngestContext {
+            readiness: None,
+            name: "score",
+            metrics: Some(metrics.clone()),
+        };
+        for p in ["0", "1"] {
+            metrics.consumer_lag.with_label_values(&["t", p]).set(5);
+        }
+        let mut revoked = TopicPartitionList::new();
+        revoked.add_partition("t", 1);
+        ctx.forget_lag(&revoked);
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"tokenwatch_consumer_lag_messages{partition="0",topic="t"} 5"#),
+            "{text}"
+        );
+        assert!(!text.contains(r#"partition="1""#), "{text}");
+    }
 
     fn stats(lag: i64, hi: i64, lo: i64, stored: i64, committed: i64) -> PartitionStats {
         PartitionStats {
