@@ -373,6 +373,20 @@ fn a_request_with_several_bearer_tokens_is_the_traffic_of_each() {
         .as_deref()
         .expect("sealed for the revoker");
     assert_eq!(sealer.open("stolen-jti", handle).unwrap().as_str(), stolen);
+    // A token appended whose id cannot be derived (a jti too long to be an
+    // id) is left out; it does not make the request, and the stolen token
+    // before it, unscored.
+    let unusable = format!(
+        "{}.{}.{}",
+        e(r#"{"alg":"RS256"}"#),
+        e(&format!(r#"{{"jti":"{}"}}"#, "x".repeat(4096))),
+        e("sig")
+    );
+    v["authorization"] = format!("Bearer decoy-token, Bearer {stolen}, Bearer {unusable}").into();
+    let rec = serde_json::to_vec(&v).unwrap();
+    let got = n.normalize_all(&rec).expect("the record is still scored");
+    let ids: Vec<&str> = got.others.iter().map(|o| o.token_id.as_ref()).collect();
+    assert_eq!(ids, ["stolen-jti"]);
     // The usual request has no others.
     let rec = sample("nginx");
     let plain = n.normalize_all(&rec).unwrap();

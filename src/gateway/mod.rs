@@ -196,7 +196,7 @@ impl Normalizer {
             .filter(|h| memchr::memchr(b',', h.as_bytes()).is_some());
         let others = match joined.map(read_authorization) {
             Some(Authorization::Ambiguous(Some(first))) => {
-                self.others(authorization.as_deref().unwrap_or_default(), first, &event)?
+                self.others(authorization.as_deref().unwrap_or_default(), first, &event)
             }
             _ => Vec::new(),
         };
@@ -204,23 +204,21 @@ impl Normalizer {
     }
 
     /// The same request as the traffic of each other bearer token in
-    /// `header`.
-    fn others<'a>(
-        &self,
-        header: &str,
-        first: &str,
-        event: &Event<'a>,
-    ) -> Result<Vec<Event<'a>>, GatewayError> {
+    /// `header`. One whose id cannot be derived (a JWT with an unusable
+    /// `jti`) is left out rather than failing the record: appending such a
+    /// token must not make the request, and the token before it, unscored.
+    fn others<'a>(&self, header: &str, first: &str, event: &Event<'a>) -> Vec<Event<'a>> {
         other_bearer_tokens(header, first)
             .into_iter()
-            .map(|token| {
+            .filter_map(|token| {
                 let id = other_identity(
                     token,
                     &self.hasher,
                     self.sealer.as_ref(),
                     self.verifier.as_deref(),
-                )?;
-                Ok(Event {
+                )
+                .ok()?;
+                Some(Event {
                     token_id: Cow::Owned(id.token_id),
                     sub: id.claims.sub.unwrap_or_default(),
                     sub_verified: id.sub_verified,
