@@ -49,6 +49,10 @@ pub enum Command {
     /// Evaluate a model and the fixed-rule baseline on labelled telemetry:
     /// per-scenario table, JSON report and PNG plots.
     Eval(EvalArgs),
+    /// Replay historical telemetry (no labels needed) through a model, as
+    /// `serve` would score it, and report what it would have done: alerts
+    /// and revocations per day, the reasons, the tokens it would revoke.
+    Backtest(BacktestArgs),
     /// Seal a raw token (stdin) into a handle for the revoker.
     Seal(SealArgs),
     /// Geo database tools.
@@ -77,6 +81,11 @@ pub struct SimulateArgs {
     /// Output file (`.gz` compresses); `-` for stdout.
     #[arg(long, short, default_value = "-")]
     pub out: String,
+    /// Write the labels to this side file (token id → theft time and
+    /// scenario, the `--truth` format of `eval` and `train`) and leave them
+    /// out of the telemetry, as production telemetry is.
+    #[arg(long, conflicts_with = "brokers")]
+    pub truth: Option<PathBuf>,
     /// Publish to this Kafka cluster instead of writing a file.
     #[arg(long, requires = "topic")]
     pub brokers: Option<String>,
@@ -87,8 +96,15 @@ pub struct SimulateArgs {
 
 #[derive(clap::Args)]
 pub struct TrainArgs {
+    /// Telemetry (NDJSON, `.gz` allowed). With inline labels (the
+    /// simulator's), a `--truth` side file, or, for `--family population`,
+    /// none: production telemetry as it is.
     #[arg(long)]
     pub data: PathBuf,
+    /// Labels as a side file: `{"<token id>": {"stolen_at": "<RFC 3339>",
+    /// "scenario": "<optional>"}}`; tokens not in it are legitimate.
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
     #[arg(long, default_value = "models/default.json")]
     pub out: PathBuf,
     #[arg(long, default_value = "data/geo/demo-city.mmdb")]
@@ -112,17 +128,18 @@ pub struct TrainArgs {
 pub struct EvalArgs {
     #[arg(long)]
     pub data: PathBuf,
+    /// Labels as a side file instead of inline: `{"<token id>":
+    /// {"stolen_at": "<RFC 3339>", "scenario": "<optional>"}}`; tokens not
+    /// in it are legitimate. Every request of a stolen token from
+    /// `stolen_at` on counts as the thief's.
+    #[arg(long)]
+    pub truth: Option<PathBuf>,
     /// One or more models; with several, each gets its own report
     /// directory under `--out` and a comparison table is printed.
     #[arg(long, default_value = "models/default.json", num_args = 1..)]
     pub model: Vec<PathBuf>,
-    #[arg(long, default_value = "data/geo/demo-city.mmdb")]
-    pub city_db: PathBuf,
-    #[arg(long, default_value = "data/geo/demo-asn.mmdb")]
-    pub asn_db: PathBuf,
-    /// Revoke on a single impossible hop (`detect.impossible_travel_revokes`).
-    #[arg(long)]
-    pub impossible_travel_revokes: bool,
+    #[command(flatten)]
+    pub scoring: ScoringArgs,
     /// Directory for report.json, pr_curve.png and ttd_histogram.png.
     #[arg(long, default_value = "reports/eval")]
     pub out: PathBuf,
@@ -130,6 +147,51 @@ pub struct EvalArgs {
     /// (the population learns shared egress and rates meanwhile).
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     pub warmup: Duration,
+}
+
+/// What a replay scores with besides the model: the geo databases and the
+/// rule setting `serve` reads from config.
+#[derive(clap::Args)]
+pub struct ScoringArgs {
+    #[arg(long, default_value = "data/geo/demo-city.mmdb")]
+    pub city_db: PathBuf,
+    #[arg(long, default_value = "data/geo/demo-asn.mmdb")]
+    pub asn_db: PathBuf,
+    /// Revoke on a single impossible hop (`detect.impossible_travel_revokes`).
+    #[arg(long)]
+    pub impossible_travel_revokes: bool,
+}
+
+impl ScoringArgs {
+    pub fn params(&self) -> tokenwatch::detect::DetectorParams {
+        tokenwatch::detect::DetectorParams {
+            impossible_travel_revokes: self.impossible_travel_revokes,
+            ..Default::default()
+        }
+    }
+
+    pub fn geo(
+        &self,
+    ) -> Result<std::sync::Arc<tokenwatch::geo::GeoHandle>, tokenwatch::geo::GeoError> {
+        tokenwatch::geo::GeoHandle::open(vec![self.city_db.clone()], Some(self.asn_db.clone()))
+    }
+}
+
+#[derive(clap::Args)]
+pub struct BacktestArgs {
+    /// Telemetry (NDJSON, `.gz` allowed), e.g. a dump of the telemetry topic.
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long, default_value = "models/default.json")]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub scoring: ScoringArgs,
+    /// Tokens to list of those it would revoke (all are in the JSON).
+    #[arg(long, default_value_t = 20)]
+    pub show: usize,
+    /// Write the whole report here as JSON.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]

@@ -14,6 +14,7 @@ use clap::Parser;
 use rdkafka::producer::FutureProducer;
 use tokenwatch::config::Config;
 use tokenwatch::detect::DetectorParams;
+use tokenwatch::eval::{Labels, Truth};
 use tokenwatch::features::FEATURE_SCHEMA_VERSION;
 use tokenwatch::geo::{demo_build, GeoHandle};
 use tokenwatch::kafka::TopicWriter;
@@ -22,7 +23,10 @@ use tokenwatch::seal::Sealer;
 use tokenwatch::sim::{self, SimParams, World};
 use tokio_util::sync::CancellationToken;
 
-use cli::{Cli, Command, ConfigCommand, EvalArgs, GeoCommand, SealArgs, SimulateArgs, TrainArgs};
+use cli::{
+    BacktestArgs, Cli, Command, ConfigCommand, EvalArgs, GeoCommand, SealArgs, SimulateArgs,
+    TrainArgs,
+};
 
 fn init_tracing(json: bool, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -111,6 +115,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Simulate(a) => simulate(a).await,
         Command::Train(a) => train(a),
         Command::Eval(a) => eval(a),
+        Command::Backtest(a) => backtest(a),
         Command::Seal(a) => seal(a),
         Command::Geo { command } => geo(command),
     }
@@ -179,8 +184,13 @@ async fn simulate(a: SimulateArgs) -> Result<()> {
         );
         return Ok(());
     }
-    sim::write_file(&a.out, a.seed, &events, || bar.inc(1))
+    sim::write_file(&a.out, a.seed, &events, a.truth.is_none(), || bar.inc(1))
         .with_context(|| format!("writing {}", a.out))?;
+    if let Some(truth) = &a.truth {
+        let n = sim::write_truth(truth, a.seed, &events)
+            .with_context(|| format!("writing {}", truth.display()))?;
+        eprintln!("{n} stolen tokens in {}", truth.display());
+    }
     bar.finish_and_clear();
     eprintln!(
         "{} events from {} users, seed {}",
@@ -194,7 +204,16 @@ async fn simulate(a: SimulateArgs) -> Result<()> {
 fn train(a: TrainArgs) -> Result<()> {
     let geo = GeoHandle::open(vec![a.city_db], Some(a.asn_db))?;
     let bar = spinner("replaying the training data through the detector");
-    let (rows, sha) = tokenwatch::eval::training_rows(&a.data, geo, DetectorParams::default())?;
+    let truth = a.truth.as_deref().map(Truth::load).transpose()?;
+    let labels = match (&truth, a.family) {
+        (Some(t), _) => Labels::Truth(t),
+        // Production telemetry has no labels, and the population model
+        // needs none: whatever nobody reported counts as legitimate.
+        (None, Family::Population) => Labels::Unlabelled,
+        (None, _) => Labels::Inline,
+    };
+    let (rows, sha) =
+        tokenwatch::eval::training_rows(&a.data, geo, DetectorParams::default(), labels)?;
     bar.set_message("fitting with linfa");
     let prefix = match a.family {
         Family::Supervised => "lr",
@@ -230,19 +249,19 @@ fn train(a: TrainArgs) -> Result<()> {
 }
 
 fn eval(a: EvalArgs) -> Result<()> {
-    let params = DetectorParams {
-        impossible_travel_revokes: a.impossible_travel_revokes,
-        ..DetectorParams::default()
-    };
+    let params = a.scoring.params();
+    let truth = a.truth.as_deref().map(Truth::load).transpose()?;
+    let labels = truth.as_ref().map_or(Labels::Inline, Labels::Truth);
     let several = a.model.len() > 1;
     let mut reports = Vec::new();
     for path in &a.model {
-        let geo = GeoHandle::open(vec![a.city_db.clone()], Some(a.asn_db.clone()))?;
+        let geo = a.scoring.geo()?;
         let artifact = ModelArtifact::load(path)?;
         let family = artifact.family;
         let handle = Arc::new(ArcSwap::from_pointee(Model::new(artifact)));
         let bar = spinner("replaying through tokenwatch and the baseline");
-        let report = tokenwatch::eval::evaluate(&a.data, geo, handle, params.clone(), a.warmup)?;
+        let report =
+            tokenwatch::eval::evaluate(&a.data, geo, handle, params.clone(), a.warmup, labels)?;
         bar.finish_and_clear();
         let dir = if several {
             a.out.join(path.file_stem().unwrap_or_default())
@@ -269,6 +288,21 @@ fn eval(a: EvalArgs) -> Result<()> {
     }
     if several {
         print!("{}", tokenwatch::eval::comparison(&reports));
+    }
+    Ok(())
+}
+
+fn backtest(a: BacktestArgs) -> Result<()> {
+    let artifact = ModelArtifact::load(&a.model)?;
+    let handle = Arc::new(ArcSwap::from_pointee(Model::new(artifact)));
+    let bar = spinner("replaying through the scoring core");
+    let report = tokenwatch::eval::backtest(&a.data, a.scoring.geo()?, handle, a.scoring.params())?;
+    bar.finish_and_clear();
+    print!("{}", report.table(a.show));
+    if let Some(out) = &a.out {
+        std::fs::write(out, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", out.display()))?;
+        println!("\nwrote {}", out.display());
     }
     Ok(())
 }

@@ -205,3 +205,131 @@ async fn a_panic_in_the_scoring_loop_stops_serve_with_a_failure() {
         started.elapsed()
     );
 }
+
+/// The offline tools on production-shaped telemetry: no labels in the
+/// records, thefts in a side file, as an incident log gives them.
+#[test]
+fn labels_as_a_side_file_backtest_and_a_population_model_from_unlabelled_telemetry() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).display().to_string();
+    let sim = [
+        "simulate",
+        "--seed",
+        "9",
+        "--users",
+        "200",
+        "--span",
+        "26h",
+        "--attack-share",
+        "0.1",
+    ];
+    run_ok(
+        tokenwatch()
+            .args(sim)
+            .args(["--out", &p("labelled.ndjson")]),
+    );
+    run_ok(
+        tokenwatch()
+            .args(sim)
+            .args(["--out", &p("bare.ndjson"), "--truth", &p("truth.json")]),
+    );
+    let bare = std::fs::read_to_string(p("bare.ndjson")).unwrap();
+    assert!(!bare.contains("\"label\""), "no labels in the telemetry");
+    let truth: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(p("truth.json")).unwrap()).unwrap();
+    assert!(truth.len() > 10, "{} thefts", truth.len());
+
+    // The same detections whether the labels are inline or on the side.
+    let report = |dir: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(format!("{dir}/report.json")).unwrap()).unwrap()
+    };
+    run_ok(tokenwatch().args([
+        "eval",
+        "--data",
+        &p("labelled.ndjson"),
+        "--out",
+        &p("inline"),
+    ]));
+    run_ok(tokenwatch().args([
+        "eval",
+        "--data",
+        &p("bare.ndjson"),
+        "--truth",
+        &p("truth.json"),
+        "--out",
+        &p("side"),
+    ]));
+    let (inline, side) = (report(&p("inline")), report(&p("side")));
+    for k in ["recall", "precision", "false_flags_per_100k"] {
+        assert_eq!(inline["tokenwatch"][k], side["tokenwatch"][k], "{k}");
+    }
+    assert_eq!(inline["attacked_tokens"], side["attacked_tokens"]);
+    assert!(side["tokenwatch"]["recall"].as_f64().unwrap() > 0.0);
+
+    // Without labels, the supervised model cannot train, and says how to.
+    let out = tokenwatch()
+        .args([
+            "train",
+            "--data",
+            &p("bare.ndjson"),
+            "--out",
+            &p("lr.json"),
+            "--family",
+            "supervised",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--truth"), "{err}");
+    // The population model needs none, and `serve` loads what it writes
+    // (a smaller file: k-means is slow in a debug build).
+    run_ok(
+        tokenwatch()
+            .args(["simulate", "--seed", "9", "--users", "30", "--span", "2h"])
+            .args(["--out", &p("small.ndjson"), "--truth", &p("small.json")]),
+    );
+    run_ok(tokenwatch().args([
+        "train",
+        "--data",
+        &p("small.ndjson"),
+        "--out",
+        &p("km.json"),
+        "--family",
+        "population",
+    ]));
+    let km = tokenwatch::model::ModelArtifact::load(std::path::Path::new(&p("km.json"))).unwrap();
+    assert_eq!(km.family, tokenwatch::model::Family::Population);
+    assert_eq!(
+        km.training.positive_rows, 0,
+        "trained without a single label"
+    );
+
+    // Backtest: one row per UTC day, requests adding up, and every token it
+    // would revoke listed with its reason.
+    let out = run_ok(tokenwatch().args([
+        "backtest",
+        "--data",
+        &p("bare.ndjson"),
+        "--out",
+        &p("bt.json"),
+    ]));
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        table.contains("| 2026-11-23 |") && table.contains("| 2026-11-24 |"),
+        "{table}"
+    );
+    let bt: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p("bt.json")).unwrap()).unwrap();
+    let days = bt["days"].as_array().unwrap();
+    assert_eq!(days.len(), 2);
+    let sum: u64 = days.iter().map(|d| d["requests"].as_u64().unwrap()).sum();
+    assert_eq!(sum, bare.lines().count() as u64);
+    let revoked: u64 = days
+        .iter()
+        .map(|d| d["revocations"].as_u64().unwrap())
+        .sum();
+    assert!(revoked > 0);
+    assert_eq!(bt["would_revoke"].as_array().unwrap().len() as u64, revoked);
+    assert!(bt["would_revoke"][0]["explanation"].as_str().unwrap().len() > 5);
+    assert!(!bt["top_reasons"].as_array().unwrap().is_empty());
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use tokenwatch::detect::DetectorParams;
-use tokenwatch::eval::evaluate;
+use tokenwatch::eval::{evaluate, Labels};
 
 fn line(token: &str, t_s: i64, ip: &str, ua: &str, label: serde_json::Value) -> String {
     let v = serde_json::json!({
@@ -62,6 +62,7 @@ fn metrics_on_a_tiny_labelled_file() {
         model(),
         DetectorParams::default(),
         Duration::ZERO,
+        Labels::Inline,
     )
     .unwrap();
     assert_eq!((r.requests, r.legit_tokens, r.attacked_tokens), (24, 2, 1));

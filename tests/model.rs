@@ -15,6 +15,7 @@ fn training_rows() -> (Vec<Row>, String) {
         &repo("data/sim/train-seed1.ndjson.gz"),
         geo(),
         DetectorParams::default(),
+        tokenwatch::eval::Labels::Inline,
     )
     .expect("the committed training data replays")
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::baseline::TravelRule;
-use super::{replay, ReplayError};
+use super::{replay, Labels, ReplayError};
 use crate::detect::{Action, Detector, DetectorParams, ModelHandle};
 use crate::geo::GeoHandle;
 use crate::sim::Scenario;
@@ -182,6 +182,7 @@ pub fn evaluate(
     model: ModelHandle,
     params: DetectorParams,
     warmup: std::time::Duration,
+    labels: Labels<'_>,
 ) -> Result<EvalReport, ReplayError> {
     let model_version = model.load().version().to_owned();
     let mut tw: HashMap<u128, TokenOutcome> = HashMap::new();
@@ -192,6 +193,7 @@ pub fn evaluate(
     let sha = replay(
         path,
         Detector::new(geo, model, params),
+        labels,
         |d, event, label| {
             requests += 1;
             start_ms.get_or_insert(event.ts_ms);

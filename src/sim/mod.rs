@@ -9,6 +9,7 @@ mod generate;
 mod output;
 mod population;
 mod scenario;
+mod truth;
 
 use std::net::IpAddr;
 
@@ -18,6 +19,7 @@ pub use generate::generate;
 pub use output::{publish, write_file};
 pub use population::{City, World};
 pub use scenario::{Scenario, SimParams};
+pub use truth::{write_truth, Reported, StolenAt};
 
 /// Ground truth for one request.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

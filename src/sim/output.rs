@@ -10,11 +10,13 @@ use rdkafka::error::KafkaError;
 use super::SimEvent;
 use crate::kafka::{acknowledged, TopicWriter};
 
-/// Writes labelled NDJSON to `out` (`-` for stdout, `.gz` compresses).
+/// Writes NDJSON to `out` (`-` for stdout, `.gz` compresses), with the
+/// labels inline or not.
 pub fn write_file(
     out: &str,
     seed: u64,
     events: &[SimEvent],
+    with_labels: bool,
     mut on_written: impl FnMut(),
 ) -> std::io::Result<()> {
     let sink: Box<dyn Write> = if out == "-" {
@@ -34,7 +36,7 @@ pub fn write_file(
     let mut w = BufWriter::new(sink);
     for e in events {
         let id = e.sim_token_id(seed);
-        serde_json::to_writer(&mut w, &e.to_wire(&id, None, true))?;
+        serde_json::to_writer(&mut w, &e.to_wire(&id, None, with_labels))?;
         w.write_all(b"\n")?;
         on_written();
     }

@@ -29,11 +29,17 @@ pub enum Scenario {
     LowAndSlow,
     /// Replayed after the victim's session ended (the victim logged out).
     ReplayAfterLogout,
+    /// Not named in a truth file (`eval --truth`): taken as legitimate.
+    /// Never generated.
+    Unreported,
+    /// Named in a truth file without a scenario: a theft of any kind.
+    /// Never generated.
+    Reported,
 }
 
 impl Scenario {
     pub fn is_attack(self) -> bool {
-        Scenario::ATTACKS.contains(&self)
+        self == Scenario::Reported || Scenario::ATTACKS.contains(&self)
     }
 
     /// The thefts, in the order reports list them.
@@ -46,6 +52,7 @@ impl Scenario {
         Scenario::ReplayAfterLogout,
     ];
 
+    /// Every scenario the simulator generates.
     pub const ALL: [Scenario; 11] = [
         Scenario::LegitHome,
         Scenario::LegitMobile,
@@ -73,6 +80,8 @@ impl Scenario {
             Scenario::BurstScrape => "burst_scrape",
             Scenario::LowAndSlow => "low_and_slow",
             Scenario::ReplayAfterLogout => "replay_after_logout",
+            Scenario::Unreported => "unreported",
+            Scenario::Reported => "reported",
         }
     }
 }
