@@ -160,12 +160,17 @@ pub struct ScoringArgs {
     /// Revoke on a single impossible hop (`detect.impossible_travel_revokes`).
     #[arg(long)]
     pub impossible_travel_revokes: bool,
+    /// Revoke on an impossible hop onto a network nobody signs in from
+    /// (`detect.unknown_egress_revokes`); `false`: alert.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub unknown_egress_revokes: bool,
 }
 
 impl ScoringArgs {
     pub fn params(&self) -> tokenwatch::detect::DetectorParams {
         tokenwatch::detect::DetectorParams {
             impossible_travel_revokes: self.impossible_travel_revokes,
+            unknown_egress_revokes: self.unknown_egress_revokes,
             ..Default::default()
         }
     }

@@ -232,7 +232,8 @@ async fn score_flags_impossible_travel_once_and_logs_the_decision() {
     let v = r.json();
     assert_eq!(v["action"], "revoke", "{v}");
     assert_eq!(v["escalated"], true);
-    assert_eq!(v["rule"], "impossible_travel");
+    // Nobody has signed in from that network: revoked at once.
+    assert_eq!(v["rule"], "travel_to_unknown_egress");
     assert!(
         v["explanation"].as_str().unwrap().contains("Singapore"),
         "{v}"
@@ -304,7 +305,7 @@ async fn token_view_shows_state_and_the_last_alert() {
     assert_eq!(v["state"]["requests"], 2);
     assert_eq!(v["state"]["flagged"], "revoke");
     assert_eq!(v["state"]["last_place"]["country"], "SG");
-    assert_eq!(v["last_alert"]["rule"], "impossible_travel");
+    assert_eq!(v["last_alert"]["rule"], "travel_to_unknown_egress");
 
     let r = get(&f, "/v1/tokens/never-seen").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
@@ -551,7 +552,7 @@ async fn allowlisted_egress_is_not_read_as_travel_and_the_list_persists() {
     let v = score(&f, record("tok-novpn", 600.0, SINGAPORE, BROWSER))
         .await
         .json();
-    assert_eq!(v["rule"], "impossible_travel", "{v}");
+    assert_eq!(v["rule"], "travel_to_unknown_egress", "{v}");
     assert_ne!(v["action"], "none", "{v}");
 
     let audit = get(&f, "/v1/audit").await.json();

@@ -122,7 +122,7 @@ async fn a_detection_spanning_a_failover_is_made_from_the_changelog() {
     let (_cluster, b, d) = failover("tokenwatch.state").await;
     let d = d.expect("B flags the token whose first request A saw");
     assert_eq!(d.token_id, "stolen");
-    assert_eq!(d.rule.as_deref(), Some("impossible_travel"), "{d:?}");
+    assert_eq!(d.rule.as_deref(), Some("travel_to_unknown_egress"), "{d:?}");
     assert!(b.metrics.state_restored.get() >= 1);
     let _ = b.task.await;
 }

@@ -101,7 +101,7 @@ async fn a_stolen_token_in_nginx_logs_is_flagged_and_never_leaks() {
         .unwrap();
     let stolen_id = tokenwatch::telemetry::keyed_token_id(b"gateway-hash-key-for-tests", STOLEN);
     assert_eq!(d.token_id, stolen_id);
-    assert_eq!(d.rule.as_deref(), Some("impossible_travel"));
+    assert_eq!(d.rule.as_deref(), Some("travel_to_unknown_egress"));
     let handle = d
         .token_handle
         .as_deref()

@@ -133,3 +133,25 @@ fn an_artifact_without_its_population_model_is_refused_at_load() {
     let err = ModelArtifact::load(&path).unwrap_err().to_string();
     assert!(err.contains("population"), "{err}");
 }
+
+#[test]
+fn every_committed_model_loads_under_the_current_feature_schema() {
+    // `serve` refuses an artifact of another schema; a committed one that
+    // was not retrained with the schema would fail the user who picks it.
+    let mut n = 0;
+    for entry in std::fs::read_dir(repo("models")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let a = ModelArtifact::load(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(
+                a.feature_schema_version,
+                tokenwatch::features::FEATURE_SCHEMA_VERSION,
+                "{}",
+                path.display()
+            );
+            n += 1;
+        }
+    }
+    assert!(n >= 3, "{n} models");
+}

@@ -119,7 +119,7 @@ async fn two_instances_behind_normalize_detect_a_split_impossible_pair_once() {
         .unwrap();
     let stolen_id = tokenwatch::telemetry::keyed_token_id(HASH_KEY.as_bytes(), STOLEN);
     assert_eq!(d.token_id, stolen_id);
-    assert_eq!(d.rule.as_deref(), Some("impossible_travel"));
+    assert_eq!(d.rule.as_deref(), Some("travel_to_unknown_egress"));
     // Once: no second instance flags it from half the story.
     assert!(
         tokio::time::timeout(Duration::from_secs(3), drx.recv())

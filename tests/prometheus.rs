@@ -93,7 +93,13 @@ async fn prometheus_fires_the_detection_alert_on_the_demo() {
     };
     let reason = firing["labels"]["reason"].as_str().unwrap().to_owned();
     assert!(
-        ["impossible_travel", "concurrent_use", "model"].contains(&reason.as_str()),
+        [
+            "travel_to_unknown_egress",
+            "impossible_travel",
+            "concurrent_use",
+            "model"
+        ]
+        .contains(&reason.as_str()),
         "{firing}"
     );
     assert_eq!(firing["labels"]["severity"], "warning");

@@ -285,6 +285,7 @@ impl RawConfig {
             idle_ttl_ms: d.idle_ttl.as_millis() as i64,
             geo_cache,
             impossible_travel_revokes: d.impossible_travel_revokes,
+            unknown_egress_revokes: d.unknown_egress_revokes,
             rejected_statuses: d.rejected_statuses.clone(),
             max_clock_skew_ms: d.max_clock_skew.as_millis() as i64,
         };

@@ -136,6 +136,10 @@ pub struct RawDetect {
     /// Revoke on a single impossible hop instead of alerting until the model
     /// or a flip back agrees.
     pub impossible_travel_revokes: bool,
+    /// Revoke on an impossible hop onto a network nobody has signed in
+    /// from (`unknown_egress`); false: alert, and revoke when the model
+    /// agrees.
+    pub unknown_egress_revokes: bool,
     /// Statuses that mean the gateway refused the request: counted, never
     /// scored, never moving state.
     pub rejected_statuses: Vec<u16>,
@@ -161,6 +165,7 @@ impl Default for RawDetect {
             idle_ttl: Duration::from_millis(d.idle_ttl_ms as u64),
             geo_cache_entries: d.geo_cache.get(),
             impossible_travel_revokes: d.impossible_travel_revokes,
+            unknown_egress_revokes: d.unknown_egress_revokes,
             rejected_statuses: d.rejected_statuses.clone(),
             max_clock_skew: Duration::from_millis(d.max_clock_skew_ms as u64),
             allowlist_file: None,

@@ -93,6 +93,11 @@ pub fn explain(v: &Verdict, ip: IpAddr, geo: &GeoDb) -> Explanation {
                     route()
                 )
             }
+            crate::model::Rule::TravelToUnknownEgress => format!(
+                "impossible travel onto a network nobody signs in from: {} {}",
+                speed(f.get(idx::VELOCITY)),
+                route()
+            ),
             crate::model::Rule::ConcurrentUse => {
                 format!(
                     "concurrent use: {:.1} flips between far-apart places, last {}",
@@ -107,7 +112,7 @@ pub fn explain(v: &Verdict, ip: IpAddr, geo: &GeoDb) -> Explanation {
         let x = c.value;
         let text = match c.feature {
             "velocity_kmh" | "impossible_travel" | "max_velocity_kmh" | "country_change"
-            | "distance_km"
+            | "distance_km" | "unknown_egress"
                 if v.score.rule.is_some() =>
             {
                 continue
@@ -138,6 +143,7 @@ pub fn explain(v: &Verdict, ip: IpAddr, geo: &GeoDb) -> Explanation {
             "minutes_to_exp" => format!("{x:.0} min before expiry"),
             "requests_seen" => format!("{x:.0} requests on this token"),
             "familiar_place" => "between places the subject used before".into(),
+            "unknown_egress" => "onto a network nobody signs in from".into(),
             crate::model::NOVELTY => {
                 format!("unlike legitimate traffic ({x:.1} from the nearest cluster)")
             }

@@ -72,6 +72,11 @@ pub struct DetectorParams {
     /// Revoke on a single impossible hop, without waiting for the model or a
     /// flip back to agree: faster, and more VPN false flags.
     pub impossible_travel_revokes: bool,
+    /// Revoke on an impossible hop onto a network nobody has signed in from
+    /// (`Rule::TravelToUnknownEgress`); false: alert, and revoke when the
+    /// model agrees. Its false flags are VPN users switching off onto a
+    /// home this deployment has not seen them sign in from yet.
+    pub unknown_egress_revokes: bool,
     /// Response statuses that mean the gateway refused the credential. Anyone
     /// can send a token-shaped string with any claimed subject and get one:
     /// such a record is counted and moves no state, no population table and
@@ -91,6 +96,7 @@ impl Default for DetectorParams {
             idle_ttl_ms: 2 * 3600 * 1000,
             geo_cache: NonZeroUsize::new(65_536).expect("non-zero"),
             impossible_travel_revokes: false,
+            unknown_egress_revokes: true,
             rejected_statuses: vec![401, 403, 407],
             max_clock_skew_ms: 5 * 60 * 1000,
         }
@@ -215,10 +221,10 @@ impl Detector {
         }
         let model = self.model().load_full();
         let suppressed = self.suppressed(event);
-        let travel_revokes = self.params.impossible_travel_revokes;
+        let revokes = RuleRevokes::from(&self.params);
         let (key, features, lookup, state) = self.step(event);
         let score = model.score(&features);
-        let action = action(&model.artifact, &score, suppressed, travel_revokes);
+        let action = action(&model.artifact, &score, suppressed, revokes);
         state.last_score = score.score;
         let escalated = action.level() > state.flagged_level;
         if escalated {
@@ -267,7 +273,7 @@ impl Detector {
             &model.artifact,
             &score,
             suppressed,
-            self.params.impossible_travel_revokes,
+            RuleRevokes::from(&self.params),
         );
         Verdict {
             key,
@@ -352,20 +358,40 @@ impl Detector {
     }
 }
 
+/// Which single-hop rules revoke on their own (operator settings).
+#[derive(Clone, Copy)]
+struct RuleRevokes {
+    impossible_travel: bool,
+    unknown_egress: bool,
+}
+
+impl From<&DetectorParams> for RuleRevokes {
+    fn from(p: &DetectorParams) -> Self {
+        RuleRevokes {
+            impossible_travel: p.impossible_travel_revokes,
+            unknown_egress: p.unknown_egress_revokes,
+        }
+    }
+}
+
 /// Concurrent use admits no innocent reading: it revokes whatever threshold
 /// the model was calibrated to. A single impossible hop alerts at least, and
 /// revokes when the model agrees (or when the operator chose
-/// `detect.impossible_travel_revokes`).
-fn action(a: &ModelArtifact, score: &Score, suppressed: bool, travel_revokes: bool) -> Action {
-    let rule = score.rule;
+/// `detect.impossible_travel_revokes`); one onto a network nobody signs in
+/// from revokes unless the operator turned `detect.unknown_egress_revokes`
+/// off.
+fn action(a: &ModelArtifact, score: &Score, suppressed: bool, revokes: RuleRevokes) -> Action {
+    let rule_revokes = match score.rule {
+        Some(Rule::ConcurrentUse) => true,
+        Some(Rule::TravelToUnknownEgress) => revokes.unknown_egress,
+        Some(Rule::ImpossibleTravel) => revokes.impossible_travel,
+        None => false,
+    };
     if suppressed {
         Action::None
-    } else if rule == Some(Rule::ConcurrentUse)
-        || (rule == Some(Rule::ImpossibleTravel) && travel_revokes)
-        || score.score >= a.revoke_threshold
-    {
+    } else if rule_revokes || score.score >= a.revoke_threshold {
         Action::Revoke
-    } else if rule.is_some() || score.score >= a.alert_threshold {
+    } else if score.rule.is_some() || score.score >= a.alert_threshold {
         Action::Alert
     } else {
         Action::None

@@ -273,6 +273,19 @@ pub fn observe(
             v[idx::FAMILIAR] = f32::from(u8::from(familiar));
             let impossible = far_hop && !familiar && speed > params.plausible_speed_kmh;
             v[idx::IMPOSSIBLE] = f32::from(u8::from(impossible));
+            // Onto a network nobody has signed in from (not a VPN exit, an
+            // office or a home), in a place this subject never used on its
+            // other tokens: where the token went without its login. A thief
+            // cannot earn that network's standing without signing in there
+            // as someone.
+            // A hop off egress that, this hop counted, looks like a VPN exit
+            // its users roam from is left to the model and the alert: the
+            // first toggles off a new exit read this way.
+            let unknown = impossible
+                && !population.egress_established(prefix)
+                && !subject.is_some_and(|s| population.familiar.knows(s, token_tag(), &loc))
+                && !population.egress_excuses(prev.ip);
+            v[idx::UNKNOWN_EGRESS] = f32::from(u8::from(unknown));
             state.max_velocity_kmh = state.max_velocity_kmh.max(speed as f32);
             from = Some(prev);
             dt_s = dt as f32;

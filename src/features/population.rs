@@ -103,6 +103,15 @@ impl Population {
         }
     }
 
+    /// Whether anyone has started a token behind `prefix`: people sign in
+    /// from home, from the office, from a VPN. A server that replays stolen
+    /// tokens starts none; each was first used by its victim, elsewhere.
+    pub(super) fn egress_established(&self, prefix: u64) -> bool {
+        self.egress
+            .peek(&prefix)
+            .is_some_and(|e| e.started.estimate() >= 1.0)
+    }
+
     /// Whether `ip`'s prefix is egress that excuses a hop onto or off it.
     pub fn egress_excuses(&self, ip: IpAddr) -> bool {
         self.egress

@@ -4,9 +4,9 @@
 
 /// Bumped whenever a feature's definition or order changes: a model trained
 /// on another schema is refused at load.
-pub const FEATURE_SCHEMA_VERSION: u32 = 6;
+pub const FEATURE_SCHEMA_VERSION: u32 = 7;
 
-pub const N_FEATURES: usize = 21;
+pub const N_FEATURES: usize = 22;
 
 /// Feature names, in vector order.
 pub const FEATURE_NAMES: [&str; N_FEATURES] = [
@@ -31,6 +31,7 @@ pub const FEATURE_NAMES: [&str; N_FEATURES] = [
     "minutes_to_exp",
     "requests_seen",
     "familiar_place",
+    "unknown_egress",
 ];
 
 pub mod idx {
@@ -55,4 +56,5 @@ pub mod idx {
     pub const TO_EXP: usize = 18;
     pub const REQUESTS: usize = 19;
     pub const FAMILIAR: usize = 20;
+    pub const UNKNOWN_EGRESS: usize = 21;
 }

@@ -13,13 +13,18 @@ pub enum Rule {
     ImpossibleTravel,
     /// Back and forth between two far-apart places: two holders.
     ConcurrentUse,
+    /// Impossible travel across a border onto a network where nobody has
+    /// started a token: the token arrived without its sign-in.
+    TravelToUnknownEgress,
 }
 
 impl Rule {
     /// The least score a fired rule gives.
     pub fn floor(self) -> f32 {
         match self {
-            Rule::ImpossibleTravel => 0.0,
+            // Whether a single hop revokes is the operator's setting
+            // (`detect::DetectorParams`), not the score's.
+            Rule::ImpossibleTravel | Rule::TravelToUnknownEgress => 0.0,
             Rule::ConcurrentUse => 0.995,
         }
     }
@@ -28,6 +33,7 @@ impl Rule {
         match self {
             Rule::ImpossibleTravel => "impossible_travel",
             Rule::ConcurrentUse => "concurrent_use",
+            Rule::TravelToUnknownEgress => "travel_to_unknown_egress",
         }
     }
 }
@@ -36,7 +42,11 @@ pub fn fired(f: &Features) -> Option<Rule> {
     if f.get(idx::FLIPS) >= 1.5 {
         Some(Rule::ConcurrentUse)
     } else if f.get(idx::IMPOSSIBLE) > 0.0 && f.get(idx::COUNTRY_CHANGE) > 0.0 {
-        Some(Rule::ImpossibleTravel)
+        Some(if f.get(idx::UNKNOWN_EGRESS) > 0.0 {
+            Rule::TravelToUnknownEgress
+        } else {
+            Rule::ImpossibleTravel
+        })
     } else {
         None
     }

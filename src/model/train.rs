@@ -270,13 +270,16 @@ fn fit_population(
     Ok(population)
 }
 
-/// Per token: the highest score its *attacker* requests got (attacked
-/// tokens) or its highest score overall (legitimate tokens).
+/// Per token: the highest model score its *attacker* requests got (attacked
+/// tokens) or its highest overall (legitimate tokens). The model's own
+/// score, before rules: the thresholds bound what the model flags, and a
+/// rule acts on its own (a legitimate token a rule floors at 0.995 would
+/// otherwise push the revoke threshold above every theft the model sees).
 pub fn token_max_scores(model: &Model, rows: &[&Row]) -> Vec<(bool, f32)> {
     let mut by_token: std::collections::HashMap<u128, (bool, f32)> =
         std::collections::HashMap::new();
     for r in rows {
-        let s = model.score(&r.features).score;
+        let s = model.score(&r.features).model_score;
         let e = by_token.entry(r.token).or_insert((r.attacked_token, 0.0));
         if !r.attacked_token || r.attacker {
             e.1 = e.1.max(s);
