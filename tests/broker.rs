@@ -3,7 +3,8 @@
 //! consumer group share the partitions and an impossible pair is detected
 //! once; a graceful shutdown commits and leaves the group promptly; an
 //! instance aborted mid-stream leaves no record unscored; a broker that
-//! stops answering for five seconds loses nothing.
+//! stops answering for five seconds loses nothing; a `normalize` process
+//! stopped by SIGTERM mid-stream hands over exactly where it stopped.
 //!
 //! Needs the `tansu` binary: `scripts/ensure-tansu` installs it
 //! (`cargo install tansu --features dynostore --locked`), and `.ci/run` runs
@@ -360,4 +361,164 @@ async fn a_broker_that_stops_answering_for_five_seconds_loses_nothing() {
     .await;
     stop.cancel();
     task.await.unwrap();
+}
+
+/// One NGINX access-log line per request, each a different path so that the
+/// telemetry topic can be checked record by record.
+fn nginx_lines(n: usize) -> Vec<(String, Vec<u8>)> {
+    let base = tokenwatch::clock::now_ms() / 1000 - 1800;
+    (0..n)
+        .map(|i| {
+            let ts = time::OffsetDateTime::from_unix_timestamp(base + (i / 100) as i64).unwrap();
+            let line = serde_json::json!({
+                "time": ts.format(&time::format_description::well_known::Rfc3339).unwrap(),
+                "remote_addr": "10.0.0.12", "x_forwarded_for": LYON, "method": "GET",
+                "uri": format!("/v1/orders/{i}"), "status": "200", "user_agent": BROWSER,
+                "authorization": format!("Bearer opaque-user-{}", i % 1000),
+            });
+            (format!("k{i}"), serde_json::to_vec(&line).unwrap())
+        })
+        .collect()
+}
+
+/// Runs `tokenwatch normalize` until SIGTERM once `until` holds (or, with
+/// `None`, once nothing has changed for 20 s); returns how many records it
+/// handled, from its own last log line, after checking it gave nothing up.
+fn normalize_until(
+    config: &std::path::Path,
+    until: Option<&dyn Fn() -> bool>,
+    progress: &dyn Fn() -> i64,
+) -> u64 {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_tokenwatch"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["--log-json", "normalize", "--config"])
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let (mut last, mut since) = (-1, Instant::now());
+    loop {
+        assert!(Instant::now() < deadline, "normalize made no progress");
+        std::thread::sleep(Duration::from_millis(100));
+        match until {
+            Some(f) if f() => break,
+            Some(_) => {}
+            None => {
+                let now = progress();
+                if now != last {
+                    (last, since) = (now, Instant::now());
+                } else if since.elapsed() > Duration::from_secs(20) {
+                    break;
+                }
+            }
+        }
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        !log.contains("never landed")
+            && !log.contains("given up")
+            && !log.contains("not acknowledged in time"),
+        "{log}"
+    );
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|j| j["fields"]["message"] == "stopped")
+        .and_then(|j| j["fields"]["handled"].as_u64())
+        .unwrap_or_else(|| panic!("no `stopped` line: {log}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs tansu (scripts/ensure-tansu); run by .ci/run"]
+async fn normalize_stopped_by_sigterm_mid_stream_hands_over_exactly_where_it_stopped() {
+    // A real `tokenwatch normalize` process, stopped with SIGTERM while it
+    // reads, then started again in the same group. Before, a stop committed
+    // almost nothing (a finished delivery read as given up) and the restart
+    // re-published nearly everything.
+    const N: usize = 40_000;
+    const RAW_TOPIC: &str = "nginx.access";
+    let broker = Tansu::start();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("normalize.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"[kafka]
+brokers = "{}"
+group_id = "sigterm"
+commit_interval = "200ms"
+[http]
+listen = "127.0.0.1:0"
+[gateway]
+mode = "normalize"
+hash_key = "sigterm-test-hash-key"
+trusted_proxies = ["10.0.0.0/8"]
+[[gateway.inputs]]
+topic = "{RAW_TOPIC}"
+format = "nginx"
+"#,
+            broker.brokers
+        ),
+    )
+    .unwrap();
+    let cfg = tokenwatch::config::Config::load(Some(&path)).unwrap();
+    let k = cfg.kafka.clone();
+    create_topics(&k, 2).await;
+    {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        let admin: AdminClient<_> = ClientConfig::new()
+            .set("bootstrap.servers", &broker.brokers)
+            .create()
+            .unwrap();
+        let t = NewTopic::new(RAW_TOPIC, 2, TopicReplication::Fixed(1));
+        for r in admin
+            .create_topics([&t], &AdminOptions::new())
+            .await
+            .unwrap()
+        {
+            r.unwrap();
+        }
+    }
+    common::kafka::produce(&broker.brokers, RAW_TOPIC, &nginx_lines(N)).await;
+    let telemetry = || -> i64 {
+        let c: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &broker.brokers)
+            .create()
+            .unwrap();
+        (0..2)
+            .map(|p| {
+                c.fetch_watermarks(&k.telemetry_topic, p, Duration::from_secs(10))
+                    .map_or(0, |(lo, hi)| hi - lo)
+            })
+            .sum()
+    };
+    let a_third_in = || telemetry() >= (N / 3) as i64;
+    let first = normalize_until(&path, Some(&a_third_in), &telemetry);
+    assert!(
+        first < N as u64,
+        "stopped after the end ({first}); make N larger"
+    );
+    let second = normalize_until(&path, None, &telemetry);
+
+    // Each process acknowledged every output of every record it handled (it
+    // logged nothing given up), and the group's commits handed over where
+    // the first stopped: every record handled, at most the in-flight window
+    // (4096 records) twice.
+    let again = (first + second).checked_sub(N as u64);
+    eprintln!("first handled {first}, second {second}: {again:?} handled twice; the telemetry topic holds {} of {N}", telemetry());
+    let again =
+        again.unwrap_or_else(|| panic!("{} records never handled", N as u64 - first - second));
+    assert!(again <= 4096, "{again} records handled twice");
+    // What the topic holds is the broker's: tansu 0.6 sometimes loses a few
+    // acknowledged records at the end of a burst (up to 229 of 40,000 seen,
+    // with or without idempotence; none on librdkafka's mock cluster, where
+    // `tests/normalize.rs` checks the topic record by record).
 }

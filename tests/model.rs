@@ -142,8 +142,8 @@ fn every_committed_model_loads_under_the_current_feature_schema() {
     for entry in std::fs::read_dir(repo("models")).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "json") {
-            let a = ModelArtifact::load(&path)
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let a =
+                ModelArtifact::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert_eq!(
                 a.feature_schema_version,
                 tokenwatch::features::FEATURE_SCHEMA_VERSION,

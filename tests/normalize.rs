@@ -143,3 +143,111 @@ async fn two_instances_behind_normalize_detect_a_split_impossible_pair_once() {
         let _ = i.task.await;
     }
 }
+
+/// The high watermark of each partition of `topic`, and what `group` has
+/// committed on it.
+fn committed_and_high(brokers: &str, group: &str, topic: &str, partitions: i32) -> Vec<(i64, i64)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let committed = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+    (0..partitions)
+        .map(|p| {
+            let (_, high) = c
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .unwrap();
+            let at = match committed.find_partition(topic, p).unwrap().offset() {
+                Offset::Offset(o) => o,
+                _ => -1,
+            };
+            (at, high)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_commits_all_that_was_normalized_and_a_restart_publishes_none_of_it_again() {
+    // Tens of thousands of records read back to back. Before, a finished
+    // delivery polled once by a loop that had spent its cooperative budget
+    // read as "given up": no offset was stored after it, so the stop
+    // committed almost nothing and a restart re-published nearly all.
+    const N: usize = 20_000;
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let cfg = config(&brokers);
+    let k = cfg.kafka.clone();
+    cluster.create_topic(RAW, 2, 1).unwrap();
+    create_mock_topics(&cluster, &k, 2);
+    let records: Vec<(String, Vec<u8>)> = (0..N)
+        .map(|i| {
+            (
+                format!("k{i}"),
+                nginx(i as i64 / 50, LYON, &format!("opaque-user-{}", i % 500)),
+            )
+        })
+        .collect();
+    common::kafka::produce(&brokers, RAW, &records).await;
+
+    let run = |metrics: Arc<Metrics>| {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(normalize(
+            cfg.clone(),
+            stop.clone(),
+            NormalizeHooks {
+                http_bound: None,
+                metrics: Some(metrics),
+            },
+        ));
+        (stop, task)
+    };
+    let metrics = Arc::new(Metrics::new());
+    let (stop, task) = run(metrics.clone());
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while metrics.records_normalized.get() < N as u64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} normalized",
+            metrics.records_normalized.get()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    let stats = task.await.unwrap().unwrap();
+    assert_eq!(stats.handled, N as u64);
+
+    let group = format!("{}.normalize", k.group_id);
+    for (p, (committed, high)) in committed_and_high(&brokers, &group, RAW, 2)
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(
+            committed, high,
+            "partition {p}: committed {committed} of {high}"
+        );
+    }
+    // A restart in the same group has nothing left to read.
+    let again = Arc::new(Metrics::new());
+    let (stop, task) = run(again.clone());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.cancel();
+    let _ = task.await;
+    assert_eq!(
+        again.records_normalized.get(),
+        0,
+        "published again after a clean stop"
+    );
+    let telemetry = topic_records(&brokers, &k.telemetry_topic, 2, N + 1, 10);
+    assert_eq!(
+        telemetry.len(),
+        N,
+        "every record once on the telemetry topic"
+    );
+}

@@ -69,7 +69,12 @@ impl Window {
     pub fn settle(&mut self, consumer: &IngestConsumer) {
         while self.segments.front().is_some_and(|s| s.wait.is_finished()) {
             let mut s = self.segments.pop_front().expect("front exists");
-            let acked = (&mut s.wait)
+            // Unconstrained: polling a JoinHandle spends tokio's cooperative
+            // budget, and once a busy loop has spent it, even a finished
+            // task answers Pending. Read as "given up", that stopped every
+            // later offset from being stored: a stop committed almost
+            // nothing and a restart republished nearly all it had read.
+            let acked = tokio::task::unconstrained(&mut s.wait)
                 .now_or_never()
                 .is_some_and(|r| r.unwrap_or(false));
             self.release(consumer, s, acked);
