@@ -80,14 +80,6 @@ impl Truth {
         Ok(Truth { stolen })
     }
 
-    pub fn len(&self) -> usize {
-        self.stolen.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.stolen.is_empty()
-    }
-
     /// The label of a request of `token_id` at `ts_ms`.
     pub fn label(&self, token_id: &str, ts_ms: i64) -> Label {
         match self.stolen.get(token_id) {
