@@ -359,7 +359,12 @@ fn the_operator_can_make_a_hop_onto_an_unknown_network_only_alert() {
     observe(&mut d, "t11", 0.0, PARIS, BROWSER);
     let hop = observe(&mut d, "t11", 600.0, SINGAPORE, BROWSER);
     assert_eq!(hop.score.rule, Some(Rule::TravelToUnknownEgress), "{hop:?}");
-    assert!(hop.action >= Action::Alert, "{hop:?}");
+    assert_eq!(hop.action, Action::Alert, "{hop:?}");
+    // The default revokes on the same hop.
+    let mut strict = detector();
+    observe(&mut strict, "t11", 0.0, PARIS, BROWSER);
+    let v = observe(&mut strict, "t11", 600.0, SINGAPORE, BROWSER);
+    assert_eq!(v.action, Action::Revoke, "{v:?}");
     let back = observe(&mut d, "t11", 660.0, PARIS, BROWSER);
     let again = observe(&mut d, "t11", 720.0, SINGAPORE, BROWSER);
     assert!(
