@@ -41,6 +41,7 @@ fn bench(c: &mut Criterion) {
             token_id: id,
             revoked_at_ms: 0,
             until_ms: i64::MAX,
+            settled: true,
         });
     }
     denylist.mark_ready();

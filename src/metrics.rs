@@ -31,6 +31,8 @@ pub struct Metrics {
     pub decisions_published: IntCounterVec,
     pub revocations: IntCounterVec,
     pub revocation_seconds: HistogramVec,
+    pub target_retries: IntCounterVec,
+    pub target_pending: IntGaugeVec,
     pub commits: IntCounterVec,
     pub consumer_lag: IntGaugeVec,
     pub policy_mode: IntGaugeVec,
@@ -46,6 +48,8 @@ pub struct Metrics {
     pub http_connections: IntGaugeVec,
     pub state_writes: IntCounterVec,
     pub state_restored: IntCounter,
+    pub control_applied: Gauge,
+    pub control_refused: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
@@ -196,6 +200,18 @@ impl Metrics {
                 r.register(Box::new(h.clone())).expect("metric registered once");
                 h
             },
+            target_retries: counter_vec(
+                &r,
+                "tokenwatch_target_retries_total",
+                "Attempts a response target made again after a failure, by target.",
+                &["target"],
+            ),
+            target_pending: gauge_vec(
+                &r,
+                "tokenwatch_target_pending_decisions",
+                "Decisions a response target is still retrying, by target.",
+                &["target"],
+            ),
             commits: counter_vec(&r, "tokenwatch_kafka_commits_total", "Offset commits by result.", &["result"]),
             consumer_lag: gauge_vec(
                 &r,
@@ -286,6 +302,21 @@ impl Metrics {
                 "tokenwatch_state_restored_total",
                 "Token states taken from the state changelog after a partition was assigned.",
             ),
+            control_applied: {
+                let g = Gauge::new(
+                    "tokenwatch_control_applied_timestamp_seconds",
+                    "Time of the latest fleet control change (mode, brake, allowlist) this instance applied: its policy version.",
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("metric registered once");
+                g
+            },
+            control_refused: counter_vec(
+                &r,
+                "tokenwatch_control_records_refused_total",
+                "Control-topic records not applied, by reason: signature, key, malformed.",
+                &["reason"],
+            ),
             registry: r,
         };
         m.zero_known_series();
@@ -296,6 +327,9 @@ impl Metrics {
     /// first failure after a restart is an increase Prometheus can see
     /// (a counter that appears already at 1 has no increase).
     fn zero_known_series(&self) {
+        for reason in ["signature", "key", "malformed"] {
+            self.control_refused.with_label_values(&[reason]);
+        }
         for action in ["alert", "revoke"] {
             for reason in ["impossible_travel", "concurrent_use", "model", "manual"] {
                 self.tokens_flagged.with_label_values(&[action, reason]);
@@ -312,6 +346,8 @@ impl Metrics {
             for outcome in outcomes {
                 self.revocations.with_label_values(&[target, outcome]);
             }
+            self.target_retries.with_label_values(&[target]);
+            self.target_pending.with_label_values(&[target]);
         }
     }
 

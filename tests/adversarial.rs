@@ -340,6 +340,7 @@ async fn deny(brokers: &str, topic: &str, token_id: &str) {
         decision_id: format!("{token_id}/revoke"),
         revoked_at_ms: now,
         until_ms: now + 3_600_000,
+        settled: true,
     };
     produce(
         brokers,

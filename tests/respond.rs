@@ -17,7 +17,6 @@ use common::*;
 use rdkafka::consumer::Consumer;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
 use tokenwatch::config::{KafkaConfig, RawConfig};
 use tokenwatch::decide::Decision;
 use tokenwatch::detect::Action;
@@ -27,8 +26,8 @@ use tokenwatch::kafka::TopicWriter;
 use tokenwatch::metrics::Metrics;
 use tokenwatch::respond::{
     AlertFormat, AlertsTarget, Brake, BrakeLimits, ClientAuth, Controls, Denylist, DenylistTarget,
-    LogoutAuth, LogoutParams, Mode, Outcome, Preset, RetryPolicy, Revoker, Rfc7009Client,
-    Rfc7009Params, Settled, SubjectLogout, Targets, Webhook, WebhookParams, ALERTS,
+    LogoutAuth, LogoutParams, Mode, Outcome, Persistence, Preset, RetryPolicy, Revoker,
+    Rfc7009Client, Rfc7009Params, Settled, SubjectLogout, Targets, Webhook, WebhookParams, ALERTS,
     CAEP_SESSION_REVOKED, DENYLIST, RFC7009,
 };
 use tokenwatch::seal::Sealer;
@@ -115,9 +114,9 @@ fn of(s: &Settled, target: &str) -> Outcome {
 }
 
 #[tokio::test]
-async fn subject_logout_gets_a_client_credentials_token_and_logs_each_subject_out_once() {
+async fn subject_logout_gets_a_client_credentials_token_and_logs_the_subject_out_per_theft_once() {
     let (base, idp) = idp().await;
-    let mut r = Revoker::new(
+    let r = Revoker::new(
         Controls::with_mode(Mode::Revoke),
         None,
         Targets {
@@ -130,12 +129,21 @@ async fn subject_logout_gets_a_client_credentials_token_and_logs_each_subject_ou
         .settle(decision("tok-1", "user 1/a", None, Action::Revoke))
         .await;
     assert_eq!(of(&s, "keycloak"), Outcome::Revoked { attempts: 1 });
-    // A second stolen token of the same subject: already logged out.
+    // The same decision again (a replay): not logged out twice.
+    let again = r
+        .settle(decision("tok-1", "user 1/a", None, Action::Revoke))
+        .await;
+    assert_eq!(of(&again, "decision"), Outcome::Duplicate);
+    // A second stolen token of the same subject, later: the thief may hold
+    // a session made since the first logout, so it is logged out again.
     let s = r
         .settle(decision("tok-2", "user 1/a", None, Action::Revoke))
         .await;
-    assert_eq!(of(&s, "keycloak"), Outcome::Duplicate);
-    assert_eq!(*idp.logouts.lock().unwrap(), vec!["user 1/a".to_string()]);
+    assert_eq!(of(&s, "keycloak"), Outcome::Revoked { attempts: 1 });
+    assert_eq!(
+        *idp.logouts.lock().unwrap(),
+        vec!["user 1/a".to_string(), "user 1/a".to_string()]
+    );
     assert_eq!(
         idp.token_calls.load(Ordering::SeqCst),
         1,
@@ -163,7 +171,7 @@ async fn a_template_naming_a_value_the_decision_lacks_is_never_called() {
         retry: quick_retry(1),
     })
     .unwrap();
-    let mut r = Revoker::new(
+    let r = Revoker::new(
         Controls::with_mode(Mode::Revoke),
         None,
         Targets {
@@ -189,7 +197,7 @@ async fn a_retry_calls_only_the_targets_that_have_not_yet_succeeded() {
     let s = sealer();
     // The logout endpoint is down for 4 calls: more than one settle retries.
     *idp.logout_script.lock().unwrap() = vec![503, 503, 503, 503];
-    let mut r = Revoker::new(
+    let r = Revoker::new(
         Controls::with_mode(Mode::Revoke),
         Some(s.clone()),
         Targets {
@@ -229,7 +237,7 @@ async fn a_server_that_does_not_answer_in_time_is_retried_then_given_up_not_coun
         timeout: Duration::from_millis(200),
         ..quick_retry(1)
     };
-    let mut r = Revoker::new(
+    let r = Revoker::new(
         Controls::with_mode(Mode::Revoke),
         Some(s.clone()),
         Targets::rfc7009(Some(rfc7009(&base, retry))),
@@ -252,7 +260,7 @@ async fn a_server_that_does_not_answer_in_time_is_retried_then_given_up_not_coun
 async fn webhooks_are_signed_and_carry_no_sealed_token() {
     let (base, idp) = idp().await;
     let s = sealer();
-    let mut r = Revoker::new(
+    let r = Revoker::new(
         Controls::with_mode(Mode::Alert),
         Some(s.clone()),
         Targets {
@@ -287,7 +295,7 @@ async fn webhooks_are_signed_and_carry_no_sealed_token() {
         retry: quick_retry(0),
     })
     .unwrap();
-    let mut r = Revoker::new(
+    let r = Revoker::new(
         Controls::with_mode(Mode::Alert),
         None,
         Targets {
@@ -312,7 +320,7 @@ async fn one_tenant_past_its_brake_is_held_while_others_are_revoked() {
             ..BrakeLimits::default()
         }),
     ));
-    let mut r = Revoker::new(
+    let r = Revoker::new(
         controls.clone(),
         None,
         Targets {
@@ -402,18 +410,20 @@ async fn the_denylist_and_alert_topics_record_a_revocation_and_a_restart_does_no
     d.token_exp = Some(exp_s);
 
     let first = Arc::new(Denylist::default());
-    let mut r = full_revoker(&k, &base, &s, first.clone(), &set_key);
+    let r = full_revoker(&k, &base, &s, first.clone(), &set_key);
     let settled = r.settle(d.clone()).await;
     assert_eq!(of(&settled, RFC7009), Outcome::Revoked { attempts: 1 });
     assert_eq!(of(&settled, DENYLIST), Outcome::Denied);
     assert_eq!(of(&settled, ALERTS), Outcome::Delivered { attempts: 1 });
 
     // The denylist entry: keyed by token id, denied until the token's exp.
-    let entries = topic_records(&k.brokers, &k.denylist_topic, 1, 1, 10);
-    assert_eq!(entries.len(), 1);
-    assert_eq!(entries[0].0, "tok-k");
-    let entry: serde_json::Value = serde_json::from_slice(entries[0].1.as_ref().unwrap()).unwrap();
+    // Written first, then again once settled (what a restart reads).
+    let entries = topic_records(&k.brokers, &k.denylist_topic, 1, 2, 10);
+    assert_eq!(entries.len(), 2);
+    assert!(entries.iter().all(|e| e.0 == "tok-k"));
+    let entry: serde_json::Value = serde_json::from_slice(entries[1].1.as_ref().unwrap()).unwrap();
     assert_eq!(entry["until_ms"], exp_s * 1000);
+    assert_eq!(entry["settled"], true);
 
     // The alert: a signed SET with a CAEP session-revoked event.
     let alerts = topic_records(&k.brokers, &k.alerts_topic, 1, 1, 10);
@@ -450,9 +460,9 @@ async fn the_denylist_and_alert_topics_record_a_revocation_and_a_restart_does_no
     ));
     wait_until("the denylist to load", 15, || second.is_ready()).await;
     assert!(second.is_denied("tok-k", tokenwatch::clock::now_ms()));
-    let mut r2 = full_revoker(&k, &base, &s, second.clone(), &set_key);
+    let r2 = full_revoker(&k, &base, &s, second.clone(), &set_key);
     let again = r2.settle(d).await;
-    assert_eq!(of(&again, RFC7009), Outcome::Duplicate);
+    assert_eq!(of(&again, "decision"), Outcome::Duplicate);
     assert_eq!(idp.revocations.lock().unwrap().len(), 1, "revoked once");
     stop.cancel();
     follower.await.unwrap();
@@ -548,7 +558,7 @@ async fn a_tenant_in_shadow_is_scored_but_never_acted_on_while_others_are() {
     let mut o = tokenwatch::respond::Overrides::default();
     o.tenants.insert("pilot".into(), Mode::Shadow);
     let controls = Arc::new(Controls::new(Mode::Revoke, Brake::default()).with_overrides(o));
-    let mut r = Revoker::new(
+    let r = Revoker::new(
         controls,
         None,
         Targets {
@@ -577,37 +587,224 @@ async fn a_tenant_in_shadow_is_scored_but_never_acted_on_while_others_are() {
     );
 }
 
-#[tokio::test]
-async fn the_denylist_entry_waits_for_a_pending_target_and_is_not_counted_a_failure() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_denylist_entry_lands_first_while_the_idp_is_down_and_is_marked_settled_after() {
+    let cluster = MockCluster::new(1).unwrap();
+    let k = kafka(&cluster);
     let (base, idp) = idp().await;
-    *idp.logout_script.lock().unwrap() = vec![503; 10];
-    // Never reached: the entry is not written while the logout is pending.
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", "127.0.0.1:1")
-        .create()
+    // Down for 8 calls: 2 attempts of 4 calls (3 in-call retries) each.
+    *idp.logout_script.lock().unwrap() = vec![503; 8];
+    let producer: FutureProducer = ingest::producer_config(&k).create().unwrap();
+    let set = Arc::new(Denylist::default());
+    let r = Arc::new(
+        Revoker::new(
+            Controls::with_mode(Mode::Revoke),
+            None,
+            Targets {
+                logouts: vec![keycloak(&base)],
+                denylist: Some(DenylistTarget {
+                    writer: TopicWriter::new(producer, k.denylist_topic.clone()),
+                    set: set.clone(),
+                    max_ttl: Duration::from_secs(3600),
+                }),
+                ..Targets::default()
+            },
+        )
+        .with_persistence(Persistence {
+            budget: Duration::from_secs(20),
+            max_backoff: Duration::from_millis(300),
+        }),
+    );
+    let task = {
+        let r = r.clone();
+        tokio::spawn(async move {
+            r.settle(decision("tok-first", "gina", None, Action::Revoke))
+                .await
+        })
+    };
+    wait_until("the IdP to refuse a first time", 10, || {
+        idp.attempts.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    let now = tokenwatch::clock::now_ms();
+    assert!(
+        set.is_denied("tok-first", now),
+        "the gateway refuses the token while the IdP is down"
+    );
+    assert!(!set.is_settled("tok-first", "tok-first/revoke"));
+    let s = tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .expect("settles once the IdP is back")
         .unwrap();
-    let mut r = Revoker::new(
-        Controls::with_mode(Mode::Revoke),
-        None,
+    assert_eq!(of(&s, DENYLIST), Outcome::Denied);
+    assert_eq!(of(&s, "keycloak"), Outcome::Revoked { attempts: 1 });
+    assert!(
+        idp.attempts.load(Ordering::SeqCst) >= 9,
+        "retried on its own"
+    );
+    assert!(set.is_settled("tok-first", "tok-first/revoke"));
+    // On the topic: the entry at once, then the same entry settled, which
+    // is what a restarted instance reads.
+    let entries = topic_records(&k.brokers, &k.denylist_topic, 1, 2, 10);
+    let settled: Vec<bool> = entries
+        .iter()
+        .map(|(_, v)| {
+            serde_json::from_slice::<serde_json::Value>(v.as_ref().unwrap()).unwrap()["settled"]
+                == true
+        })
+        .collect();
+    assert_eq!(settled, vec![false, true]);
+}
+
+#[tokio::test]
+async fn an_operators_revocation_acts_after_shadow_and_alert_left_the_token_alone() {
+    let (base, idp) = idp().await;
+    let s = sealer();
+    let controls = Controls::with_mode(Mode::Shadow);
+    let r = Revoker::new(
+        controls.clone(),
+        Some(s.clone()),
         Targets {
+            rfc7009: Some(rfc7009(&base, quick_retry(1))),
             logouts: vec![keycloak(&base)],
-            denylist: Some(DenylistTarget {
-                writer: TopicWriter::new(producer, "tokenwatch.denylist"),
-                set: Arc::new(Denylist::default()),
-                max_ttl: Duration::from_secs(3600),
-            }),
             ..Targets::default()
         },
     );
-    let s = r
-        .settle(decision("tok-wait", "gina", None, Action::Revoke))
-        .await;
-    assert_eq!(of(&s, "keycloak").label(), "gave_up");
-    assert_eq!(of(&s, DENYLIST), Outcome::Waiting);
+    let mut auto = decision("tok-m", "mia", None, Action::Revoke);
+    auto.token_handle = Some(s.seal("tok-m", "raw-m"));
+    let shadowed = r.settle(auto.clone()).await;
+    assert_eq!(of(&shadowed, "policy").label(), "not_acted");
+
+    // Still in shadow: the operator's own revocation is not the machine's.
+    let mut manual = Decision::manual("tok-m", "mia", "reviewed", None, 1_000);
+    manual.token_handle = Some(s.seal("tok-m", "raw-m"));
+    let acted = r.settle(manual).await;
+    assert_eq!(of(&acted, RFC7009), Outcome::Revoked { attempts: 1 });
+    assert_eq!(of(&acted, "keycloak"), Outcome::Revoked { attempts: 1 });
+
+    // In alert mode, a second review of the same token acts again.
+    controls.mode.set(Mode::Alert);
+    let mut again = Decision::manual("tok-m", "mia", "still signed in", None, 2_000);
+    again.token_handle = Some(s.seal("tok-m", "raw-m"));
     assert_eq!(
-        Outcome::Waiting.label(),
-        "waiting",
-        "not an alerting outcome"
+        of(&r.settle(again).await, "keycloak"),
+        Outcome::Revoked { attempts: 1 }
     );
-    assert!(s.pending());
+    assert_eq!(idp.logout_counts()["mia"], 2);
+    assert_eq!(idp.revocations.lock().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_spends_its_budget_is_dead_lettered_and_the_consumer_goes_on() {
+    let cluster = MockCluster::new(1).unwrap();
+    let k = kafka(&cluster);
+    let (base, idp) = idp().await;
+    idp.hook_down.store(true, Ordering::SeqCst);
+    let s = sealer();
+    let producer: FutureProducer = ingest::producer_config(&k).create().unwrap();
+    let revoker = Revoker::new(
+        Controls::with_mode(Mode::Revoke),
+        Some(s.clone()),
+        Targets {
+            rfc7009: Some(rfc7009(&base, quick_retry(1))),
+            webhooks: vec![hook_target(&base)],
+            ..Targets::default()
+        },
+    )
+    .with_persistence(Persistence {
+        budget: Duration::from_secs(2),
+        max_backoff: Duration::from_millis(200),
+    });
+    let metrics = Arc::new(Metrics::new());
+    let handler = RevocationHandler::new(
+        revoker,
+        producer.clone(),
+        k.deadletter_topic.clone(),
+        metrics.clone(),
+        Arc::new(Audit::in_memory(10)),
+        None,
+    );
+    for id in ["tok-d1", "tok-d2"] {
+        let mut d = decision(id, "dora", None, Action::Revoke);
+        d.token_handle = Some(s.seal(id, &format!("raw-{id}")));
+        producer
+            .send(
+                FutureRecord::to(&k.decisions_topic)
+                    .key(id)
+                    .payload(&serde_json::to_vec(&d).unwrap()),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+    }
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(ingest::run(
+        revoke_consumer(&k),
+        handler,
+        k.commit_interval,
+        stop.clone(),
+        metrics.clone(),
+    ));
+    let letters = topic_records_with_reason(&k, 2).await;
+    assert_eq!(idp.revocations.lock().unwrap().len(), 2, "both revoked");
+    for (reason, error, payload) in &letters {
+        assert_eq!(reason, "target_gave_up");
+        assert!(error.starts_with("siem: "), "{error}");
+        let d: Decision = serde_json::from_slice(payload).unwrap();
+        assert!(d.token_handle.is_none(), "no sealed token in a dead letter");
+    }
+    assert_eq!(
+        metrics
+            .deadletters
+            .with_label_values(&["target_gave_up"])
+            .get(),
+        2
+    );
+    // Both decisions are done: the offset moved past them.
+    wait_until("the offsets to be committed", 10, || {
+        let c = revoke_consumer(&k);
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition(&k.decisions_topic, 0);
+        c.committed_offsets(tpl, Duration::from_secs(2))
+            .ok()
+            .and_then(|t| t.elements().first().map(|e| e.offset()))
+            == Some(rdkafka::Offset::Offset(2))
+    })
+    .await;
+    stop.cancel();
+    task.await.unwrap();
+}
+
+/// The first `n` dead letters: reason, error and payload.
+async fn topic_records_with_reason(k: &KafkaConfig, n: usize) -> Vec<(String, String, Vec<u8>)> {
+    use rdkafka::consumer::StreamConsumer;
+    use rdkafka::message::{Headers, Message};
+    let c: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &k.brokers)
+        .set("group.id", "dlq-reader")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    c.subscribe(&[&k.deadletter_topic]).unwrap();
+    let mut out = Vec::new();
+    while out.len() < n {
+        let m = tokio::time::timeout(Duration::from_secs(20), c.recv())
+            .await
+            .expect("a dead letter arrives")
+            .unwrap();
+        let h = m.headers().expect("headers");
+        let get = |key: &str| {
+            h.iter()
+                .find(|x| x.key == key)
+                .and_then(|x| x.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default()
+        };
+        out.push((
+            get("tokenwatch.reason"),
+            get("tokenwatch.error"),
+            m.payload().unwrap_or_default().to_vec(),
+        ));
+    }
+    out
 }

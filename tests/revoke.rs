@@ -100,7 +100,7 @@ async fn a_sealed_handle_really_revokes_the_token_at_the_authorization_server() 
             method,
         ))
         .unwrap();
-        let mut r = Revoker::new(
+        let r = Revoker::new(
             Controls::with_mode(Mode::Revoke),
             Some(s.clone()),
             Targets::rfc7009(Some(client)),
@@ -113,7 +113,7 @@ async fn a_sealed_handle_really_revokes_the_token_at_the_authorization_server() 
         );
     }
     let client = client_of(&auth);
-    let mut r = Revoker::new(
+    let r = Revoker::new(
         Controls::with_mode(Mode::Revoke),
         Some(s),
         Targets::rfc7009(Some(client)),
@@ -134,7 +134,7 @@ async fn without_a_handle_nothing_is_posted_and_nothing_counts_as_revoked() {
     let stop = CancellationToken::new();
     let auth = AuthServer::start(stop.clone()).await.unwrap();
     let client = client_of(&auth);
-    let mut r = Revoker::new(
+    let r = Revoker::new(
         Controls::with_mode(Mode::Revoke),
         Some(sealer()),
         Targets::rfc7009(Some(client)),
@@ -157,7 +157,7 @@ async fn a_handle_sealed_for_another_token_or_key_does_not_open() {
     let raw = auth.issue("alice");
     let handle = sealer().seal("tok-3", &raw); // another key
     let client = client_of(&auth);
-    let mut r = Revoker::new(
+    let r = Revoker::new(
         Controls::with_mode(Mode::Revoke),
         Some(sealer()),
         Targets::rfc7009(Some(client)),
@@ -176,7 +176,7 @@ async fn shadow_mode_never_calls_the_authorization_server() {
     let s = sealer();
     let handle = s.seal("tok-4", &raw);
     let client = client_of(&auth);
-    let mut r = Revoker::new(
+    let r = Revoker::new(
         Controls::with_mode(Mode::Shadow),
         Some(s),
         Targets::rfc7009(Some(client)),
@@ -214,7 +214,7 @@ async fn settle_against(script: Vec<u16>, token_id: &str) -> (Outcome, u32) {
     let s = sealer();
     let (url, calls) = scripted(script).await;
     let client = Rfc7009Client::new(params(url, "tw", "x", ClientAuth::ClientSecretBasic)).unwrap();
-    let mut r = Revoker::new(
+    let r = Revoker::new(
         Controls::with_mode(Mode::Revoke),
         Some(s.clone()),
         Targets::rfc7009(Some(client)),
@@ -253,7 +253,7 @@ async fn wrong_client_credentials_are_a_permanent_failure() {
         ClientAuth::ClientSecretBasic,
     ))
     .unwrap();
-    let mut r = Revoker::new(
+    let r = Revoker::new(
         Controls::with_mode(Mode::Revoke),
         Some(s.clone()),
         Targets::rfc7009(Some(client)),
@@ -278,7 +278,7 @@ async fn the_brake_holds_a_flood_of_revocations_but_not_an_operator() {
             ..BrakeLimits::default()
         }),
     ));
-    let mut r = Revoker::new(
+    let r = Revoker::new(
         controls.clone(),
         Some(s.clone()),
         Targets::rfc7009(Some(client_of(&auth))),

@@ -16,7 +16,41 @@ use super::AppState;
 use crate::clock::now_ms;
 use crate::decide;
 use crate::detect::{Entry, EntryKind};
-use crate::respond::{BrakeStatus, Mode};
+use crate::ingest::control::Fleet;
+use crate::respond::{BrakeStatus, Change, Mode, Signed};
+
+/// Makes a change to the policy: with a control topic it is published first
+/// (a change the fleet cannot hear is refused with 503 and not made here
+/// either), then applied here at once; every other instance applies it as
+/// it reads the topic, within a second.
+async fn change(s: &AppState, change: Change) -> Result<(), ApiError> {
+    let c = &s.service.controls;
+    let now = now_ms();
+    let signed = match &c.fleet {
+        Some(f) => f
+            .publish(change, "admin", now)
+            .await
+            .map_err(|e| ApiError::unavailable(format!("control topic: {e}; nothing changed")))?,
+        None => Signed {
+            change,
+            at_ms: now,
+            by: "admin".into(),
+        },
+    };
+    Fleet::apply(c, &s.service.allowlist.handle, &s.metrics, &signed);
+    Ok(())
+}
+
+/// The allowlist as it now stands here, to the fleet.
+async fn share_allowlist(s: &AppState) -> Result<(), ApiError> {
+    let entries = s.service.allowlist.handle.load().entries().to_vec();
+    change(s, Change::Allowlist { entries }).await.map_err(|e| {
+        ApiError::unavailable(format!(
+            "{}; the change is in force on this instance only, retry it",
+            e.message
+        ))
+    })
+}
 
 async fn audited(s: &AppState, action: &str, detail: serde_json::Value) -> Result<u64, ApiError> {
     s.service
@@ -88,6 +122,7 @@ pub async fn allowlist_add(
     s.metrics
         .allowlist_entries
         .set(s.service.allowlist.handle.load().entries().len() as i64);
+    share_allowlist(&s).await?;
     audited(
         &s,
         "allowlist_add",
@@ -111,6 +146,7 @@ pub async fn allowlist_remove(
     s.metrics
         .allowlist_entries
         .set(s.service.allowlist.handle.load().entries().len() as i64);
+    share_allowlist(&s).await?;
     audited(
         &s,
         "allowlist_remove",
@@ -155,6 +191,11 @@ pub struct PolicyView {
     /// Per-tenant and per-client modes (never less cautious than `mode`).
     pub tenant_modes: std::collections::BTreeMap<String, Mode>,
     pub client_modes: std::collections::BTreeMap<String, Mode>,
+    /// Changes reach every instance through the control topic.
+    pub fleet: bool,
+    /// Time (ms) of the latest control change applied here: equal on every
+    /// instance once they agree.
+    pub control_version: i64,
 }
 
 pub async fn policy(_: Reader, State(s): State<AppState>) -> Json<PolicyView> {
@@ -170,6 +211,8 @@ pub async fn policy(_: Reader, State(s): State<AppState>) -> Json<PolicyView> {
         model_version,
         tenant_modes: c.overrides.tenants.clone().into_iter().collect(),
         client_modes: c.overrides.clients.clone().into_iter().collect(),
+        fleet: c.fleet.is_some(),
+        control_version: c.version(),
     })
 }
 
@@ -185,8 +228,8 @@ pub async fn set_mode(
     body: Result<Json<SetMode>, JsonRejection>,
 ) -> Result<Json<PolicyView>, ApiError> {
     let Json(m) = body?;
-    let before = s.service.controls.mode.set(m.mode);
-    s.metrics.set_mode(m.mode.as_str());
+    let before = s.service.controls.mode.get();
+    change(&s, Change::Mode { mode: m.mode }).await?;
     audited(
         &s,
         "mode_switch",
@@ -201,8 +244,8 @@ pub async fn reset_brake(
     State(s): State<AppState>,
 ) -> Result<Json<BrakeStatus>, ApiError> {
     let before = s.service.controls.brake.status();
-    let after = s.service.controls.brake.reset();
-    s.metrics.set_brake(after.holding());
+    change(&s, Change::Brake { engaged: false }).await?;
+    let after = s.service.controls.brake.status();
     audited(
         &s,
         "brake_reset",

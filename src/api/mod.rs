@@ -172,7 +172,10 @@ async fn readyz(State(s): State<Ops>) -> impl IntoResponse {
     let assigned = r.assigned.load(std::sync::atomic::Ordering::Acquire);
     let model = r.model_loaded.load(std::sync::atomic::Ordering::Acquire);
     let jwks = !r.jwks_pending.load(std::sync::atomic::Ordering::Acquire);
-    let body = format!("assigned={assigned} model_loaded={model} jwks_loaded={jwks}\n");
+    let control = !r.control_pending.load(std::sync::atomic::Ordering::Acquire);
+    let body = format!(
+        "assigned={assigned} model_loaded={model} jwks_loaded={jwks} control_loaded={control}\n"
+    );
     if r.is_ready() {
         (StatusCode::OK, body)
     } else {

@@ -33,7 +33,7 @@ pub use raw::{
 };
 pub use raw_respond::{
     RawAlertFormat, RawAlerts, RawBrake, RawClientCredentials, RawDenylist, RawLogout, RawRespond,
-    RawRfc7009, RawWebhook,
+    RawRetry, RawRfc7009, RawWebhook,
 };
 pub use respond::RespondConfig;
 
@@ -56,6 +56,7 @@ pub struct KafkaConfig {
     pub decisions_topic: String,
     pub audit_topic: String,
     pub denylist_topic: String,
+    pub control_topic: String,
     pub alerts_topic: String,
     /// None: no state changelog.
     pub state_topic: Option<String>,
@@ -75,6 +76,7 @@ impl KafkaConfig {
             (self.deadletter_topic.as_str(), 1),
             (self.audit_topic.as_str(), 1),
             (self.denylist_topic.as_str(), 1),
+            (self.control_topic.as_str(), 1),
             (self.alerts_topic.as_str(), 1),
         ];
         t.extend(self.state_topic.as_deref().map(|s| (s, 4)));
@@ -227,6 +229,7 @@ impl RawConfig {
             decisions_topic: non_empty("kafka.decisions_topic", &k.decisions_topic)?,
             audit_topic: non_empty("kafka.audit_topic", &k.audit_topic)?,
             denylist_topic: non_empty("kafka.denylist_topic", &k.denylist_topic)?,
+            control_topic: non_empty("kafka.control_topic", &k.control_topic)?,
             alerts_topic: non_empty("kafka.alerts_topic", &k.alerts_topic)?,
             state_topic: Some(k.state_topic.trim().to_owned()).filter(|t| !t.is_empty()),
             commit_interval: k.commit_interval,

@@ -75,6 +75,8 @@ pub struct RawKafka {
     /// Compacted: revoked token ids for the edge check, read whole by
     /// every instance.
     pub denylist_topic: String,
+    /// The fleet's control plane (mode, brake, allowlist), compacted.
+    pub control_topic: String,
     /// Alert events (JSON or Security Event Tokens) for SIEMs.
     pub alerts_topic: String,
     /// Compacted: per-token state, so it follows its partition to another
@@ -96,6 +98,7 @@ impl Default for RawKafka {
             decisions_topic: "tokenwatch.decisions".into(),
             audit_topic: "tokenwatch.audit".into(),
             denylist_topic: "tokenwatch.denylist".into(),
+            control_topic: "tokenwatch.control".into(),
             alerts_topic: "tokenwatch.alerts".into(),
             state_topic: "tokenwatch.state".into(),
             commit_interval: Duration::from_secs(1),

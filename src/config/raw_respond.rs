@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::respond::{BrakeLimits, ClientAuth, Mode, Preset, RetryPolicy};
+use crate::respond::{BrakeLimits, ClientAuth, Mode, Persistence, Preset, RetryPolicy};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -21,11 +21,32 @@ pub struct RawRespond {
     pub alerts: RawAlerts,
     pub webhook: Vec<RawWebhook>,
     pub brake: RawBrake,
+    pub retry: RawRetry,
     /// Tenant → mode, for tenants that should be treated more cautiously
     /// than `mode` (a pilot in shadow, say).
     pub tenant_modes: BTreeMap<String, Mode>,
     /// client_id → mode, the same per client; before the tenant's.
     pub client_modes: BTreeMap<String, Mode>,
+}
+
+/// How long each target keeps retrying one decision on its own.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRetry {
+    #[serde(with = "humantime_serde")]
+    pub budget: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+}
+
+impl Default for RawRetry {
+    fn default() -> Self {
+        let d = Persistence::default();
+        RawRetry {
+            budget: d.budget,
+            max_backoff: d.max_backoff,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -7,7 +7,7 @@ use base64::Engine;
 use super::raw_respond::{RawAlertFormat, RawLogout, RawRespond};
 use super::{invalid, non_empty, ConfigError};
 use crate::respond::{
-    AlertFormat, BrakeLimits, LogoutAuth, LogoutParams, Mode, Overrides, RetryPolicy,
+    AlertFormat, BrakeLimits, LogoutAuth, LogoutParams, Mode, Overrides, Persistence, RetryPolicy,
     Rfc7009Params, WebhookParams, PLACEHOLDERS, RESERVED,
 };
 use crate::seal::{SealError, Sealer};
@@ -23,6 +23,7 @@ pub struct RespondConfig {
     pub alerts: Option<AlertFormat>,
     pub webhooks: Vec<WebhookParams>,
     pub brake: BrakeLimits,
+    pub retry: Persistence,
     pub overrides: Overrides,
 }
 
@@ -266,6 +267,18 @@ impl RawRespond {
                 "must be between 0 and 1",
             ));
         }
+        if r.retry.max_backoff.is_zero() {
+            return Err(invalid(
+                "respond.retry.max_backoff",
+                "must be greater than zero",
+            ));
+        }
+        if r.retry.budget > Duration::from_secs(7 * 24 * 3600) {
+            return Err(invalid(
+                "respond.retry.budget",
+                "must be at most a week (the decision log keeps the rest waiting)",
+            ));
+        }
         Ok(RespondConfig {
             mode: r.mode,
             sealer,
@@ -279,6 +292,10 @@ impl RawRespond {
                 window: b.window,
                 per_tenant: (b.per_tenant > 0).then_some(b.per_tenant),
                 max_active_fraction: (b.max_active_fraction > 0.0).then_some(b.max_active_fraction),
+            },
+            retry: Persistence {
+                budget: r.retry.budget,
+                max_backoff: r.retry.max_backoff,
             },
             overrides: Overrides {
                 tenants: r.tenant_modes.clone().into_iter().collect(),

@@ -83,6 +83,8 @@ fn errors_name_the_key() {
     assert!(err("[http]\nrequest_timeout = \"0s\"").contains("http.request_timeout"));
     assert!(err("[http]\nheader_read_timeout = \"1h\"").contains("http.header_read_timeout"));
     assert!(err("[respond.brake]\nmax_revocations = 0").contains("respond.brake.max_revocations"));
+    assert!(err("[respond.retry]\nmax_backoff = \"0s\"").contains("respond.retry.max_backoff"));
+    assert!(err("[respond.retry]\nbudget = \"30d\"").contains("respond.retry.budget"));
     assert!(err("[kafka]\nbrokers = \"\"").contains("kafka.brokers"));
     assert!(
         err("[kafka.properties]\n\"enable.auto.commit\" = \"true\"").contains("kafka.properties")

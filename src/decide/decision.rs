@@ -77,8 +77,10 @@ pub const MANUAL_RULE: &str = "manual";
 
 impl Decision {
     /// An operator's revocation of `token_id` (`POST /v1/tokens/{id}/revoke`).
-    /// Same decision id as an automatic revocation, so the revoker acts on
-    /// the token once whichever comes first.
+    /// A decision of its own (its time in the id), so it always acts: after
+    /// a period in shadow or alert mode, whose automatic decision was
+    /// settled without acting, and again after an automatic revocation when
+    /// the operator wants the subject logged out once more.
     pub fn manual(
         token_id: &str,
         sub: &str,
@@ -87,7 +89,7 @@ impl Decision {
         now_ms: i64,
     ) -> Decision {
         Decision {
-            decision_id: Decision::decision_id(token_id, Action::Revoke),
+            decision_id: format!("{token_id}/{MANUAL_RULE}/{now_ms}"),
             token_id: token_id.to_owned(),
             sub: sub.to_owned(),
             // The operator names the subject; their authority is the proof.

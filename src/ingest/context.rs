@@ -25,6 +25,9 @@ pub struct Readiness {
     /// The issuer's keys (`gateway.jwks_url`) have not loaded yet: JWTs
     /// would be known by their keyed hash rather than their `jti`.
     pub jwks_pending: AtomicBool,
+    /// The fleet's control topic has not been read to its end: the mode
+    /// and brake in force are not known yet (revocations wait too).
+    pub control_pending: AtomicBool,
 }
 
 impl Readiness {
@@ -32,6 +35,7 @@ impl Readiness {
         self.assigned.load(Ordering::Acquire)
             && self.model_loaded.load(Ordering::Acquire)
             && !self.jwks_pending.load(Ordering::Acquire)
+            && !self.control_pending.load(Ordering::Acquire)
     }
 }
 

@@ -28,8 +28,40 @@ pub async fn publish_payload(
     reason: &str,
     error: &str,
 ) -> Result<(), rdkafka::error::KafkaError> {
-    let partition = msg.partition().to_string();
-    let offset = msg.offset().to_string();
+    publish_from(writer, &Source::of(msg), payload, reason, error).await
+}
+
+/// Where a dead letter came from, kept past the borrowed message (a
+/// decision whose target gave up long after its record was read).
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+}
+
+impl Source {
+    pub fn of(msg: &BorrowedMessage<'_>) -> Source {
+        Source {
+            topic: msg.topic().to_owned(),
+            partition: msg.partition(),
+            offset: msg.offset(),
+            key: msg.key().map(<[u8]>::to_vec),
+        }
+    }
+}
+
+/// Publishes a safe `payload` from `source` with `reason` and `error`.
+pub async fn publish_from(
+    writer: &TopicWriter,
+    source: &Source,
+    payload: &[u8],
+    reason: &str,
+    error: &str,
+) -> Result<(), rdkafka::error::KafkaError> {
+    let partition = source.partition.to_string();
+    let offset = source.offset.to_string();
     let headers = OwnedHeaders::new()
         .insert(Header {
             key: "tokenwatch.reason",
@@ -41,7 +73,7 @@ pub async fn publish_payload(
         })
         .insert(Header {
             key: "tokenwatch.source.topic",
-            value: Some(msg.topic()),
+            value: Some(source.topic.as_str()),
         })
         .insert(Header {
             key: "tokenwatch.source.partition",
@@ -55,5 +87,7 @@ pub async fn publish_payload(
         headers: Some(headers),
         ..Extra::default()
     };
-    writer.send_with(msg.key(), payload, extra).await
+    writer
+        .send_with(source.key.as_deref(), payload, extra)
+        .await
 }

@@ -4,8 +4,10 @@
 
 pub mod changelog;
 mod client;
+mod compacted;
 mod consumer;
 mod context;
+pub mod control;
 mod deadletter;
 pub mod denylist;
 mod normalize;

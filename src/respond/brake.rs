@@ -72,6 +72,8 @@ struct Inner {
     global: Window,
     tenants: HashMap<String, Window>,
     held: u64,
+    /// The global trip is known to the fleet (published, or read from it).
+    announced: bool,
 }
 
 /// The brake as the API and metrics show it.
@@ -166,6 +168,35 @@ impl Brake {
         }
         s.global.recent.push_back(now_ms);
         true
+    }
+
+    /// A trip elsewhere in the fleet: hold every revocation here too.
+    pub fn engage(&self, at_ms: i64) {
+        let mut s = self.lock();
+        s.global.engaged_at_ms.get_or_insert(at_ms);
+        s.announced = true;
+    }
+
+    /// When this instance tripped the brake and the fleet has not been told
+    /// yet: the time, once.
+    pub fn take_new_trip(&self) -> Option<i64> {
+        let mut s = self.lock();
+        match s.global.engaged_at_ms {
+            Some(at) if !s.announced => {
+                s.announced = true;
+                Some(at)
+            }
+            _ => None,
+        }
+    }
+
+    /// An operator's reset made at `at_ms` elsewhere in the fleet: releases
+    /// the brake unless it tripped here after that.
+    pub fn release(&self, at_ms: i64) {
+        let mut s = self.lock();
+        if s.global.engaged_at_ms.is_none_or(|t| t <= at_ms) {
+            *s = Inner::default();
+        }
     }
 
     /// Releases the brake everywhere; the windows start empty again.

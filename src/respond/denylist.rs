@@ -21,12 +21,32 @@ pub struct DenyEntry {
     /// expiry when known (an expired token is refused by the gateway
     /// anyway), else `revoked_at_ms` plus the configured maximum lifetime.
     pub until_ms: i64,
+    /// Every other target of the decision has settled too. The entry is
+    /// published first, unsettled, so the gateway refuses the token at
+    /// once whatever the IdP does; it is published again, settled, once
+    /// the rest is done, and a restarted instance then knows not to act on
+    /// that decision again. Entries written before this field existed were
+    /// written only once everything had settled.
+    #[serde(default = "settled_by_default")]
+    pub settled: bool,
+}
+
+fn settled_by_default() -> bool {
+    true
+}
+
+/// What the set keeps per denied token.
+#[derive(Debug)]
+struct Denied {
+    until_ms: i64,
+    decision_id: String,
+    settled: bool,
 }
 
 /// The in-memory set every instance keeps.
 #[derive(Debug, Default)]
 pub struct Denylist {
-    until: RwLock<HashMap<String, i64>>,
+    until: RwLock<HashMap<String, Denied>>,
     /// Set once the topic has been read up to its end at start-up; until
     /// then the check endpoint cannot tell and answers 503 (fail closed).
     ready: AtomicBool,
@@ -35,9 +55,39 @@ pub struct Denylist {
 impl Denylist {
     pub fn insert(&self, e: &DenyEntry) {
         let mut m = self.until.write().unwrap_or_else(|p| p.into_inner());
-        // A replayed older entry never shortens a newer one.
-        let v = m.entry(e.token_id.clone()).or_insert(e.until_ms);
-        *v = (*v).max(e.until_ms);
+        match m.get_mut(&e.token_id) {
+            // A replayed older entry never shortens a newer one, and an
+            // unsettled write never undoes the settled one of its decision.
+            Some(v) => {
+                v.until_ms = v.until_ms.max(e.until_ms);
+                if v.decision_id == e.decision_id {
+                    v.settled |= e.settled;
+                } else {
+                    v.decision_id.clone_from(&e.decision_id);
+                    v.settled = e.settled;
+                }
+            }
+            None => {
+                m.insert(
+                    e.token_id.clone(),
+                    Denied {
+                        until_ms: e.until_ms,
+                        decision_id: e.decision_id.clone(),
+                        settled: e.settled,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Every target of `decision_id` has settled (by this instance or
+    /// another, before a restart or after).
+    pub fn is_settled(&self, token_id: &str, decision_id: &str) -> bool {
+        self.until
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(token_id)
+            .is_some_and(|v| v.settled && v.decision_id == decision_id)
     }
 
     /// A tombstone (null value) on the compacted topic.
@@ -53,14 +103,14 @@ impl Denylist {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(token_id)
-            .is_some_and(|&until| now_ms < until)
+            .is_some_and(|v| now_ms < v.until_ms)
     }
 
     /// Forgets entries past their time; returns how many went.
     pub fn prune(&self, now_ms: i64) -> usize {
         let mut m = self.until.write().unwrap_or_else(|p| p.into_inner());
         let before = m.len();
-        m.retain(|_, until| now_ms < *until);
+        m.retain(|_, v| now_ms < v.until_ms);
         before - m.len()
     }
 
@@ -91,6 +141,7 @@ mod tests {
             decision_id: format!("{id}/revoke"),
             revoked_at_ms: 0,
             until_ms,
+            settled: true,
         }
     }
 
@@ -113,5 +164,29 @@ mod tests {
         assert!(d.is_denied("a", 4_000));
         d.remove("a");
         assert!(!d.is_denied("a", 0));
+    }
+
+    #[test]
+    fn an_unsettled_entry_denies_at_once_and_a_replay_never_unsettles_it() {
+        let d = Denylist::default();
+        let mut e = entry("a", 5_000);
+        e.settled = false;
+        d.insert(&e);
+        assert!(d.is_denied("a", 0));
+        assert!(!d.is_settled("a", "a/revoke"));
+        d.insert(&entry("a", 5_000));
+        assert!(d.is_settled("a", "a/revoke"));
+        d.insert(&e);
+        assert!(d.is_settled("a", "a/revoke"), "a replayed first write");
+        assert!(!d.is_settled("a", "a/manual/1"), "another decision");
+    }
+
+    #[test]
+    fn an_entry_without_the_field_was_written_settled() {
+        let e: DenyEntry = serde_json::from_str(
+            r#"{"token_id":"a","decision_id":"a/revoke","revoked_at_ms":0,"until_ms":9}"#,
+        )
+        .unwrap();
+        assert!(e.settled);
     }
 }

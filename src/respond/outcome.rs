@@ -34,15 +34,12 @@ pub enum Outcome {
     BadHandle { why: String },
     /// The server refused, or retries ran out.
     Failed { why: String, permanent: bool },
-    /// Not tried yet: waits for the targets before it (the denylist entry
-    /// is written once the others have settled).
-    Waiting,
 }
 
 impl Outcome {
     /// Every value [`Outcome::label`] can take, for creating metric series
     /// at zero.
-    pub const LABELS: [&'static str; 11] = [
+    pub const LABELS: [&'static str; 10] = [
         "revoked",
         "denied",
         "delivered",
@@ -53,7 +50,6 @@ impl Outcome {
         "bad_handle",
         "rejected",
         "gave_up",
-        "waiting",
     ];
 
     /// Label for `tokenwatch_revocations_total{outcome}`.
@@ -73,7 +69,6 @@ impl Outcome {
             Outcome::Failed {
                 permanent: false, ..
             } => "gave_up",
-            Outcome::Waiting => "waiting",
         }
     }
 
@@ -82,14 +77,15 @@ impl Outcome {
         matches!(self, Outcome::Revoked { .. } | Outcome::Denied)
     }
 
-    /// May succeed if tried again later.
+    /// May succeed if tried again later (once a target's retry budget is
+    /// spent: given up).
     pub fn pending(&self) -> bool {
         matches!(
             self,
             Outcome::Failed {
                 permanent: false,
                 ..
-            } | Outcome::Waiting
+            }
         )
     }
 
@@ -131,7 +127,8 @@ impl Settled {
             .map(|o| &o.outcome)
     }
 
-    /// A target may still succeed: the decision must be tried again.
+    /// A target may still succeed if the decision is tried again (or,
+    /// from a revoker with a retry budget, gave up).
     pub fn pending(&self) -> bool {
         self.outcomes.iter().any(|o| o.outcome.pending())
     }
@@ -165,7 +162,6 @@ mod tests {
                 why: String::new(),
                 permanent: false,
             },
-            Outcome::Waiting,
         ];
         let labels: Vec<_> = all.iter().map(Outcome::label).collect();
         assert_eq!(labels, Outcome::LABELS);

@@ -78,12 +78,28 @@ pub struct Overrides {
 }
 
 /// What an operator can change while tokenwatch runs: the mode and the
-/// brake. Shared by the revoker and the admin API.
+/// brake. Shared by the revoker and the admin API; with a control topic,
+/// by the whole fleet (`control.rs`).
 #[derive(Debug)]
 pub struct Controls {
     pub mode: ModeSwitch,
     pub brake: super::Brake,
     pub overrides: Overrides,
+    /// Where changes go so every instance applies them; None: this
+    /// instance alone.
+    pub fleet: Option<super::ControlWriter>,
+    /// The control topic has been read to its end (always true without
+    /// one): until then the revoker waits, so a restart never revokes
+    /// under a brake the fleet has engaged.
+    loaded: std::sync::atomic::AtomicBool,
+    /// `at_ms` of the latest fleet change applied here.
+    version: std::sync::atomic::AtomicI64,
+}
+
+impl std::fmt::Debug for super::ControlWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ControlWriter")
+    }
 }
 
 impl Controls {
@@ -92,7 +108,45 @@ impl Controls {
             mode: ModeSwitch::new(mode),
             brake,
             overrides: Overrides::default(),
+            fleet: None,
+            loaded: std::sync::atomic::AtomicBool::new(true),
+            version: std::sync::atomic::AtomicI64::new(0),
         }
+    }
+
+    /// Shares changes through the control topic; not loaded until its
+    /// follower has read it (`mark_loaded`).
+    pub fn with_fleet(mut self, writer: super::ControlWriter) -> Controls {
+        self.fleet = Some(writer);
+        self.loaded = std::sync::atomic::AtomicBool::new(false);
+        self
+    }
+
+    pub fn mark_loaded(&self) {
+        self.loaded
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Waits until the fleet's policy is known here.
+    pub async fn until_loaded(&self) {
+        while !self.is_loaded() {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Records that the fleet change made at `at_ms` is applied.
+    pub fn applied(&self, at_ms: i64) {
+        self.version
+            .fetch_max(at_ms, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// `at_ms` of the latest fleet change applied (0: none).
+    pub fn version(&self) -> i64 {
+        self.version.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn with_overrides(mut self, overrides: Overrides) -> Controls {

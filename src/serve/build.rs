@@ -117,5 +117,6 @@ pub fn revoker(
     names.extend(r.webhooks.iter().map(|w| w.name.as_str()));
     metrics.zero_targets(&names, &Outcome::LABELS);
     Ok(Revoker::new(controls, r.sealer.clone(), targets)
-        .with_active_tokens(metrics.tokens_tracked.clone()))
+        .with_persistence(r.retry)
+        .with_metrics(metrics))
 }

@@ -26,9 +26,10 @@ use crate::detect::Detector;
 use crate::geo::{GeoError, GeoHandle};
 use crate::ingest::{self, LoopStats, Readiness, RevocationHandler, ScoringHandler};
 use crate::journal::Audit;
+use crate::kafka::TopicWriter;
 use crate::metrics::Metrics;
 use crate::model::{Model, ModelArtifact, ModelError, ModelHandle};
-use crate::respond::{Brake, Controls, Denylist, Settled};
+use crate::respond::{Brake, ControlKey, ControlWriter, Controls, Denylist, Settled};
 use crate::telemetry::TokenHasher;
 
 pub use http::Bound;
@@ -151,11 +152,40 @@ pub async fn serve(
         metrics.clone(),
         hooks.decisions,
     ));
-    let controls = Arc::new(
-        Controls::new(cfg.respond.mode, Brake::new(cfg.respond.brake))
-            .with_overrides(cfg.respond.overrides.clone()),
-    );
+    let fleet_key = cfg
+        .http
+        .admin_token
+        .as_deref()
+        .map(ControlKey::from_admin_token);
+    let mut controls = Controls::new(cfg.respond.mode, Brake::new(cfg.respond.brake))
+        .with_overrides(cfg.respond.overrides.clone());
+    if let Some(key) = &fleet_key {
+        // The fleet's control plane: with an admin credential to sign with.
+        let writer = TopicWriter::new(producer.clone(), cfg.kafka.control_topic.clone());
+        controls = controls.with_fleet(ControlWriter::new(writer, key.clone()));
+    }
+    let controls = Arc::new(controls);
     metrics.set_brake(controls.brake.status().holding());
+    if let Some(key) = fleet_key {
+        readiness.control_pending.store(true, Ordering::Release);
+        let fleet = ingest::control::Fleet {
+            readiness: readiness.clone(),
+            controls: controls.clone(),
+            allowlist: allowlist.handle.clone(),
+            key,
+            metrics: metrics.clone(),
+        };
+        let follow = ingest::control::follow(
+            cfg.kafka.clone(),
+            cfg.kafka.control_topic.clone(),
+            fleet,
+            shutdown.clone(),
+        );
+        tasks.spawn("control", async move {
+            follow.await;
+            None
+        });
+    }
 
     let direct = cfg.gateway.direct_inputs();
     let (verifier, jwks) = tasks::jwt_verifier(

@@ -37,6 +37,12 @@ pub struct Idp {
     pub down: AtomicBool,
     /// Logout calls that passed authentication, answered or not.
     pub attempts: AtomicU32,
+    /// When each raw token's RFC 7009 revocation arrived.
+    pub revoked_at: Mutex<BTreeMap<String, std::time::Instant>>,
+    /// While set, the webhook answers 500 (a SIEM outage).
+    pub hook_down: AtomicBool,
+    /// Webhook calls with a good signature, answered or not.
+    pub hook_attempts: AtomicU32,
 }
 
 impl Idp {
@@ -104,6 +110,11 @@ async fn revoke(State(idp): State<Arc<Idp>>, body: String) -> StatusCode {
         .find(|(k, _)| k == "token")
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default();
+    idp.revoked_at
+        .lock()
+        .unwrap()
+        .entry(token.clone())
+        .or_insert_with(std::time::Instant::now);
     idp.revocations.lock().unwrap().push(token);
     StatusCode::OK
 }
@@ -121,6 +132,10 @@ async fn hook(
     if !webhook::verify(HOOK_SECRET, sig, &body, now, 300) {
         idp.bad_signatures.fetch_add(1, Ordering::SeqCst);
         return StatusCode::UNAUTHORIZED;
+    }
+    idp.hook_attempts.fetch_add(1, Ordering::SeqCst);
+    if idp.hook_down.load(Ordering::SeqCst) {
+        return StatusCode::INTERNAL_SERVER_ERROR;
     }
     idp.hooks
         .lock()

@@ -99,6 +99,31 @@ pub fn live_at(token: &str, sub: &str, at_ms: i64, ip: &str, ua: &str) -> Vec<u8
 
 /// Reads `topic` (partition 0) from the beginning until `n` messages or
 /// `secs` pass; returns the payloads as JSON.
+/// A revoke decision as the detector writes it (impossible travel), with
+/// an unverified subject and no handle; tests of the response path set
+/// what they need.
+pub fn revoke_decision(token_id: &str, sub: &str) -> tokenwatch::decide::Decision {
+    use tokenwatch::decide::Decision;
+    use tokenwatch::detect::Action;
+    Decision {
+        decision_id: Decision::decision_id(token_id, Action::Revoke),
+        token_id: token_id.into(),
+        sub: sub.into(),
+        subject_verified: false,
+        tenant: None,
+        client_id: None,
+        action: Action::Revoke,
+        score: 0.99,
+        model_version: "test".into(),
+        explanation: "impossible travel".into(),
+        rule: Some("impossible_travel".into()),
+        event_ts_ms: 0,
+        decided_at_ms: 0,
+        token_handle: None,
+        token_exp: None,
+    }
+}
+
 pub fn topic_json(brokers: &str, topic: &str, n: usize, secs: u64) -> Vec<serde_json::Value> {
     topic_json_all(brokers, topic, 1, n, secs)
 }
