@@ -27,6 +27,12 @@ pub enum Command {
         #[arg(long, short, env = "TOKENWATCH_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// The edge check alone: follow the denylist and answer `/v1/check`
+    /// for the gateways, in no consumer group (scale it with the gateways).
+    Edge {
+        #[arg(long, short, env = "TOKENWATCH_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Read gateway-log topics (`gateway.inputs`) and republish them as
     /// telemetry keyed by token id: the first hop of a fleet.
     Normalize {

@@ -105,6 +105,11 @@ async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve { config } => serve(config).await,
         Command::Normalize { config } => normalize(config).await,
+        Command::Edge { config } => {
+            let cfg = Config::load(config.as_deref())?;
+            tokenwatch::serve::edge(cfg, shutdown_on_signal(), Default::default()).await?;
+            Ok(())
+        }
         Command::Demo(args) => {
             tokenwatch::demo::run(args, shutdown_on_signal()).await?;
             Ok(())

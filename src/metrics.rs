@@ -37,6 +37,7 @@ pub struct Metrics {
     pub consumer_lag: IntGaugeVec,
     pub policy_mode: IntGaugeVec,
     pub brake_engaged: IntGauge,
+    pub brake_held: IntGauge,
     pub jwks_refreshes: IntCounterVec,
     pub records_normalized: IntCounter,
     pub normalize_rejected: IntCounterVec,
@@ -48,6 +49,7 @@ pub struct Metrics {
     pub http_connections: IntGaugeVec,
     pub state_writes: IntCounterVec,
     pub state_restored: IntCounter,
+    pub population_records: IntCounterVec,
     pub control_applied: Gauge,
     pub control_refused: IntCounterVec,
 }
@@ -252,6 +254,15 @@ impl Metrics {
                 r.register(Box::new(h.clone())).expect("registered once");
                 h
             },
+            brake_held: {
+                let g = IntGauge::new(
+                    "tokenwatch_brake_held_decisions",
+                    "Revoke decisions the brake holds on this instance until an operator resets it (release or drop).",
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("registered once");
+                g
+            },
             jwks_refreshes: counter_vec(
                 &r,
                 "tokenwatch_jwks_refreshes_total",
@@ -301,6 +312,12 @@ impl Metrics {
                 &r,
                 "tokenwatch_state_restored_total",
                 "Token states taken from the state changelog after a partition was assigned.",
+            ),
+            population_records: counter_vec(
+                &r,
+                "tokenwatch_population_records_total",
+                "Population-table records (shared egress, familiar places, rate baseline), by result: written, write_error, applied, refused.",
+                &["result"],
             ),
             control_applied: {
                 let g = Gauge::new(

@@ -83,11 +83,11 @@ fn fixture_with(admin: Option<&str>, brake: Brake) -> Fixture {
             // default dry run is tested in tests/adversarial.rs.
             score_updates_state: true,
             max_body_bytes: 4096,
-            edge: Some(EdgeCheck {
+            edge: Some(Arc::new(EdgeCheck {
                 denylist: Arc::new(Denylist::default()),
                 hasher: TokenHasher::new(HASH_KEY),
                 verifier: None,
-            }),
+            })),
         }),
     };
     Fixture {
@@ -381,7 +381,11 @@ fn admin_routes() -> Vec<(Method, &'static str, Option<Value>)> {
             "/v1/policy/mode",
             Some(json!({"mode": "shadow"})),
         ),
-        (Method::POST, "/v1/policy/brake/reset", None),
+        (
+            Method::POST,
+            "/v1/policy/brake/reset",
+            Some(json!({"held": "drop"})),
+        ),
     ]
 }
 
@@ -663,7 +667,18 @@ async fn brake_reset_releases_an_engaged_brake() {
     assert!(brake.allow(0, None, 0));
     assert!(!brake.allow(1, None, 0));
     assert_eq!(get(&f, "/v1/policy").await.json()["brake"]["engaged"], true);
-    let r = admin(&f, Method::POST, "/v1/policy/brake/reset", None).await;
+    // The operator must say what happens to the held revocations.
+    let r = admin(&f, Method::POST, "/v1/policy/brake/reset", Some(json!({}))).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(r.text.contains("held"), "{}", r.text);
+    assert!(brake.status().engaged, "a refused reset changes nothing");
+    let r = admin(
+        &f,
+        Method::POST,
+        "/v1/policy/brake/reset",
+        Some(json!({"held": "drop"})),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.json()["engaged"], false);
     assert_eq!(

@@ -1,16 +1,22 @@
-//! One fleet, one policy: three `serve` instances in one group (librdkafka's
-//! mock cluster) share the mode, the brake and the allowlist through the
-//! control topic. A change made through any one is in force on all three
-//! within a second; a brake one instance trips holds revocations on all;
-//! a restarted instance keeps an engaged brake engaged; a control record
-//! signed by anyone but the fleet changes nothing.
+//! One fleet, one policy: three `serve` instances in one group share the
+//! mode, the brake and the allowlist through the control topic. A change
+//! made through any one is in force on all three within a second; the brake
+//! counts the fleet's revocations against one limit, and a trip holds
+//! revocations on all; a restarted instance keeps an engaged brake engaged;
+//! a control record signed by anyone but the fleet changes nothing.
+//!
+//! Each runs on librdkafka's mock cluster (`cargo test`) and on a real
+//! broker, tansu (ignored; `.ci/run`).
 
 mod common;
 
 use std::time::{Duration, Instant};
 
 use common::instance::{self, Instance};
-use common::kafka::{create_mock_topics, produce};
+use common::kafka::{
+    create_mock_topics, create_mock_topics_with, create_topics, create_topics_with, produce,
+};
+use common::tansu::Tansu;
 use common::*;
 use rdkafka::mocking::MockCluster;
 use serde_json::{json, Value};
@@ -19,15 +25,16 @@ use tokenwatch::respond::{Change, ControlKey, Mode, Signed};
 
 const ADMIN: &str = "fleet-admin-token-0123456789";
 
-fn config(brokers: &str) -> Config {
+fn config(brokers: &str, brake: usize) -> Config {
     let mut raw = RawConfig::default();
     raw.kafka.brokers = brokers.to_owned();
     raw.kafka.commit_interval = Duration::from_millis(200);
     raw.http.listen = "127.0.0.1:0".into();
     raw.http.admin_token = ADMIN.into();
     raw.respond.mode = Mode::Revoke;
-    // One revocation per window: the second trips the brake.
-    raw.respond.brake.max_revocations = 1;
+    raw.respond.brake.max_revocations = brake;
+    // What acted shows on the denylist topic.
+    raw.respond.denylist.enabled = true;
     raw.validate().unwrap()
 }
 
@@ -73,6 +80,23 @@ async fn on_all(fleet: &[&Instance], what: &str, f: impl Fn(&Value) -> bool) -> 
     }
 }
 
+/// Token ids on the denylist topic after reading up to `n` records for at
+/// most `secs`.
+async fn denied(brokers: &str, topic: &str, n: usize, secs: u64) -> Vec<String> {
+    let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let mut ids: Vec<String> = topic_records(&brokers, &topic, 1, n, secs)
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    })
+    .await
+    .unwrap()
+}
+
 fn revoke(token_id: &str) -> (String, Vec<u8>) {
     let d = revoke_decision(token_id, "victim");
     // One key: one partition, one revoker, so its second decision trips.
@@ -83,9 +107,133 @@ fn revoke(token_id: &str) -> (String, Vec<u8>) {
 async fn a_change_through_any_instance_is_in_force_on_all_and_survives_a_restart() {
     let cluster = MockCluster::new(1).unwrap();
     let brokers = cluster.bootstrap_servers();
-    let cfg = config(&brokers);
+    // One revocation per window: the second trips the brake.
+    let cfg = config(&brokers, 1);
+    create_mock_topics(&cluster, &cfg.kafka, 4);
+    changes_reach_the_fleet(&cfg).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs tansu (scripts/ensure-tansu); run by .ci/run"]
+async fn on_a_real_broker_a_change_through_any_instance_is_in_force_on_all_and_survives_a_restart()
+{
+    let tansu = Tansu::start();
+    let cfg = config(&tansu.brokers, 1);
+    create_topics(&cfg.kafka, 4).await;
+    changes_reach_the_fleet(&cfg).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_brake_trips_at_the_fleet_wide_count() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    let cfg = config(&brokers, 3);
+    create_mock_topics_with(&cluster, &cfg.kafka, 4, 6);
+    brake_counts_the_fleet(&cfg).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs tansu (scripts/ensure-tansu); run by .ci/run"]
+async fn on_a_real_broker_the_brake_trips_at_the_fleet_wide_count() {
+    let tansu = Tansu::start();
+    let cfg = config(&tansu.brokers, 3);
+    create_topics_with(&cfg.kafka, 4, 6).await;
+    brake_counts_the_fleet(&cfg).await;
+}
+
+/// Three instances, a limit of three revocations per window: six stolen
+/// tokens on a decision log of six partitions, spread over the three revokers and a
+/// quarter second apart (ten times the control topic's round trip), are
+/// three revoked and three held, not six revoked as three separate
+/// brakes of three would allow.
+async fn brake_counts_the_fleet(cfg: &Config) {
     let k = cfg.kafka.clone();
-    create_mock_topics(&cluster, &k, 4);
+    let fleet = [start(cfg).await, start(cfg).await, start(cfg).await];
+    let refs: Vec<&Instance> = fleet.iter().collect();
+    // Let the revokers' group settle with all three (each joining member
+    // makes the others rejoin at their next heartbeat, 3 s apart), so the
+    // log is shared; the mock cluster cannot describe groups, and the
+    // spread is asserted below.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    // Keys on partitions 0, 2, 4, 1, 3, 5 in turn (librdkafka's crc32
+    // partitioner), so consecutive decisions reach different revokers.
+    let tokens = ["tok-4", "tok-6", "tok-5", "tok-1", "tok-9", "tok-8"].map(String::from);
+    for t in &tokens {
+        let d = revoke_decision(t, &format!("victim-{t}"));
+        produce(
+            &k.brokers,
+            &k.decisions_topic,
+            &[(t.clone(), serde_json::to_vec(&d).unwrap())],
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    on_all(&refs, "brake engaged", |p| p["brake"]["engaged"] == true).await;
+    wait_until("three decisions held across the fleet", 20, || {
+        fleet
+            .iter()
+            .map(|i| i.metrics.brake_held.get())
+            .sum::<i64>()
+            == 3
+    })
+    .await;
+    let acted: Vec<usize> = fleet
+        .iter()
+        .map(|i| {
+            i.metrics
+                .revocations
+                .with_label_values(&["denylist", "denied"])
+                .get() as usize
+        })
+        .collect();
+    let on_list = denied(&k.brokers, &k.denylist_topic, 6, 3).await;
+    eprintln!("revoked by each instance: {acted:?}; on the denylist: {on_list:?}");
+    assert_eq!(
+        on_list.len(),
+        3,
+        "the fleet's limit, not each instance's: {on_list:?}"
+    );
+    assert!(
+        acted.iter().filter(|&&n| n > 0).count() >= 2,
+        "the revocations were spread over instances, so the count was shared: {acted:?}"
+    );
+    // The flood was not real: dropped through one, on all.
+    call(
+        &fleet[2],
+        reqwest::Method::POST,
+        "/v1/policy/brake/reset",
+        Some(json!({"held": "drop"})),
+    )
+    .await;
+    wait_until("the held decisions dropped", 20, || {
+        fleet
+            .iter()
+            .map(|i| i.metrics.brake_held.get())
+            .sum::<i64>()
+            == 0
+    })
+    .await;
+    let dropped: u64 = fleet
+        .iter()
+        .map(|i| {
+            i.metrics
+                .revocations
+                .with_label_values(&["denylist", "dropped"])
+                .get()
+        })
+        .sum();
+    assert_eq!(dropped, 3, "each held decision dropped once");
+    assert_eq!(denied(&k.brokers, &k.denylist_topic, 6, 3).await.len(), 3);
+    for i in fleet {
+        i.stop.cancel();
+        i.task.await.unwrap().unwrap();
+    }
+}
+
+async fn changes_reach_the_fleet(cfg: &Config) {
+    let cfg = cfg.clone();
+    let k = cfg.kafka.clone();
+    let brokers = k.brokers.clone();
     let (a, b, c) = (start(&cfg).await, start(&cfg).await, start(&cfg).await);
 
     // The mode, switched through one.
@@ -187,14 +335,41 @@ async fn a_change_through_any_instance_is_in_force_on_all_and_survives_a_restart
         );
     }
 
+    // Only the admitted revocation acted (whichever instance's revoker got
+    // to its decision first); two are held, across the restart.
+    let first = denied(&brokers, &k.denylist_topic, 6, 3).await;
+    assert!(
+        first.len() == 1 && ["tok-1", "tok-2", "tok-3"].contains(&first[0].as_str()),
+        "{first:?}"
+    );
+    wait_until("two decisions to wait for the reset", 20, || {
+        [&a, &b2, &c]
+            .iter()
+            .map(|i| i.metrics.brake_held.get())
+            .sum::<i64>()
+            == 2
+    })
+    .await;
+
     // Reset through one: released on all, the restarted one included.
-    call(&a, reqwest::Method::POST, "/v1/policy/brake/reset", None).await;
+    call(
+        &a,
+        reqwest::Method::POST,
+        "/v1/policy/brake/reset",
+        Some(json!({"held": "release"})),
+    )
+    .await;
     let took = on_all(&[&a, &b2, &c], "brake released", |p| {
         p["brake"]["engaged"] == false
     })
     .await;
     eprintln!("brake reset on all three after {took:?}");
     assert!(took < Duration::from_secs(1), "{took:?}");
+
+    // The two revocations the brake held (across the restart) are acted on
+    // once the reset says release: all three tokens end up on the denylist.
+    let denied_after = denied(&brokers, &k.denylist_topic, 6, 20).await;
+    assert_eq!(denied_after, ["tok-1", "tok-2", "tok-3"]);
 
     for i in [a, b2, c] {
         i.stop.cancel();

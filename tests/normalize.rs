@@ -144,35 +144,6 @@ async fn two_instances_behind_normalize_detect_a_split_impossible_pair_once() {
     }
 }
 
-/// The high watermark of each partition of `topic`, and what `group` has
-/// committed on it.
-fn committed_and_high(brokers: &str, group: &str, topic: &str, partitions: i32) -> Vec<(i64, i64)> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::{Offset, TopicPartitionList};
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    let committed = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
-    (0..partitions)
-        .map(|p| {
-            let (_, high) = c
-                .fetch_watermarks(topic, p, Duration::from_secs(10))
-                .unwrap();
-            let at = match committed.find_partition(topic, p).unwrap().offset() {
-                Offset::Offset(o) => o,
-                _ => -1,
-            };
-            (at, high)
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_commits_all_that_was_normalized_and_a_restart_publishes_none_of_it_again() {
     // Tens of thousands of records read back to back. Before, a finished
@@ -224,7 +195,7 @@ async fn a_stop_commits_all_that_was_normalized_and_a_restart_publishes_none_of_
     assert_eq!(stats.handled, N as u64);
 
     let group = format!("{}.normalize", k.group_id);
-    for (p, (committed, high)) in committed_and_high(&brokers, &group, RAW, 2)
+    for (p, (committed, high)) in common::kafka::committed_and_high(&brokers, &group, RAW, 2)
         .into_iter()
         .enumerate()
     {

@@ -26,7 +26,7 @@ use tokenwatch::kafka::TopicWriter;
 use tokenwatch::metrics::Metrics;
 use tokenwatch::respond::{
     AlertFormat, AlertsTarget, Brake, BrakeLimits, ClientAuth, Controls, Denylist, DenylistTarget,
-    LogoutAuth, LogoutParams, Mode, Outcome, Persistence, Preset, RetryPolicy, Revoker,
+    Held, LogoutAuth, LogoutParams, Mode, Outcome, Persistence, Preset, RetryPolicy, Revoker,
     Rfc7009Client, Rfc7009Params, Settled, SubjectLogout, Targets, Webhook, WebhookParams, ALERTS,
     CAEP_SESSION_REVOKED, DENYLIST, RFC7009,
 };
@@ -345,7 +345,7 @@ async fn one_tenant_past_its_brake_is_held_while_others_are_revoked() {
         vec!["acme".to_string()]
     );
     // Reset: the held decision, handed back by the consumer, goes through.
-    controls.brake.reset();
+    controls.brake.reset(tokenwatch::respond::Held::Release);
     let a2 = r
         .settle(decision("t-a2", "a2", Some("acme"), Action::Revoke))
         .await;
@@ -807,4 +807,67 @@ async fn topic_records_with_reason(k: &KafkaConfig, n: usize) -> Vec<(String, St
         ));
     }
     out
+}
+
+#[tokio::test]
+async fn a_held_revocation_is_dropped_or_acted_on_as_the_reset_says() {
+    let (base, idp) = idp().await;
+    let s = sealer();
+    let controls = Arc::new(Controls::new(
+        Mode::Revoke,
+        Brake::new(BrakeLimits {
+            max_revocations: 1,
+            ..BrakeLimits::default()
+        }),
+    ));
+    let r = Arc::new(
+        Revoker::new(
+            controls.clone(),
+            Some(s.clone()),
+            Targets::rfc7009(Some(rfc7009(&base, quick_retry(1)))),
+        )
+        .holding(),
+    );
+    let sealed = |id: &str| {
+        let mut d = decision(id, "hal", None, Action::Revoke);
+        d.token_handle = Some(s.seal(id, &format!("raw-{id}")));
+        d
+    };
+    assert_eq!(
+        of(&r.settle(sealed("tok-h1")).await, RFC7009),
+        Outcome::Revoked { attempts: 1 }
+    );
+    let settle = |id: &'static str| {
+        let (r, d) = (r.clone(), sealed(id));
+        tokio::spawn(async move { r.settle(d).await })
+    };
+
+    let held = settle("tok-h2");
+    wait_until("the brake to hold it", 5, || {
+        controls.brake.status().held >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!held.is_finished(), "held until an operator resets");
+    controls.brake.reset(Held::Drop);
+    let dropped = held.await.unwrap();
+    assert_eq!(of(&dropped, RFC7009), Outcome::Dropped);
+
+    // The next flood: released this time, and acted on.
+    assert_eq!(
+        of(&r.settle(sealed("tok-h3")).await, RFC7009),
+        Outcome::Revoked { attempts: 1 }
+    );
+    let held = settle("tok-h4");
+    wait_until("the brake to hold it", 5, || {
+        controls.brake.status().held >= 1
+    })
+    .await;
+    controls.brake.reset(Held::Release);
+    assert_eq!(
+        of(&held.await.unwrap(), RFC7009),
+        Outcome::Revoked { attempts: 1 }
+    );
+    let revoked = idp.revocations.lock().unwrap().clone();
+    assert_eq!(revoked, ["raw-tok-h1", "raw-tok-h3", "raw-tok-h4"]);
 }

@@ -311,7 +311,7 @@ async fn the_brake_holds_a_flood_of_revocations_but_not_an_operator() {
     assert!(!auth.is_active(&raws[2]));
 
     // Reset: automatic revocations flow again.
-    controls.brake.reset();
+    controls.brake.reset(tokenwatch::respond::Held::Release);
     let outcome = rfc(r
         .settle(decision("tok-b3", Some(s.seal("tok-b3", &raws[3]))))
         .await);

@@ -17,7 +17,7 @@ use crate::clock::now_ms;
 use crate::decide;
 use crate::detect::{Entry, EntryKind};
 use crate::ingest::control::Fleet;
-use crate::respond::{BrakeStatus, Change, Mode, Signed};
+use crate::respond::{BrakeStatus, Change, Held, Mode, Signed};
 
 /// Makes a change to the policy: with a control topic it is published first
 /// (a change the fleet cannot hear is refused with 503 and not made here
@@ -239,17 +239,34 @@ pub async fn set_mode(
     Ok(policy(Reader, State(s)).await)
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reset {
+    /// What to do with the revocations the brake held: no default, the
+    /// operator says whether the flood was real.
+    pub held: Held,
+}
+
 pub async fn reset_brake(
     _: Admin,
     State(s): State<AppState>,
+    body: Result<Json<Reset>, JsonRejection>,
 ) -> Result<Json<BrakeStatus>, ApiError> {
+    let Json(r) = body?;
     let before = s.service.controls.brake.status();
-    change(&s, Change::Brake { engaged: false }).await?;
+    change(
+        &s,
+        Change::Brake {
+            engaged: false,
+            held: Some(r.held),
+        },
+    )
+    .await?;
     let after = s.service.controls.brake.status();
     audited(
         &s,
         "brake_reset",
-        serde_json::json!({"was_engaged": before.engaged, "held": before.held}),
+        serde_json::json!({"was_engaged": before.engaged, "held": before.held, "held_decisions": r.held}),
     )
     .await?;
     Ok(Json(after))

@@ -20,7 +20,6 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::AppState;
 use crate::clock::now_ms;
 use crate::gateway::{read_authorization, token_ids, Authorization, JwtVerifier};
 use crate::respond::Denylist;
@@ -90,8 +89,15 @@ impl EdgeCheck {
     }
 }
 
-pub async fn check(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    let Some(edge) = &s.service.edge else {
+/// What the check needs: the denylist and its reader, and the metrics.
+#[derive(Clone)]
+pub struct EdgeState {
+    pub edge: Option<Arc<EdgeCheck>>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+pub async fn check(State(s): State<EdgeState>, headers: HeaderMap) -> Response {
+    let Some(edge) = &s.edge else {
         return (
             StatusCode::NOT_FOUND,
             "the edge check is off (respond.denylist.enabled = false)\n",

@@ -57,7 +57,7 @@ pub struct Service {
     pub score_updates_state: bool,
     pub max_body_bytes: usize,
     /// The edge check; `None` when the denylist is off.
-    pub edge: Option<EdgeCheck>,
+    pub edge: Option<Arc<EdgeCheck>>,
 }
 
 #[derive(Clone)]
@@ -122,22 +122,39 @@ pub fn router(state: AppState, audiences: &[Audience]) -> Router {
             .route("/v1/policy/mode", put(admin::set_mode))
             .route("/v1/policy/brake/reset", post(admin::reset_brake));
     }
-    if audiences.contains(&Audience::Edge) {
-        // Envoy's ext_authz appends the original path to its path_prefix.
-        routes = routes
-            .route("/v1/check", any(check::check))
-            .route("/v1/check/{*original}", any(check::check));
-    }
     let ops = ops(
         state.metrics.clone(),
         state.readiness.clone(),
         audiences.contains(&Audience::Metrics),
     );
-    routes
+    let edge = audiences
+        .contains(&Audience::Edge)
+        .then(|| check_routes(state.service.edge.clone(), state.metrics.clone()));
+    let routes = routes
         .fallback(|| async { ApiError::not_found("no such route; see docs/openapi.yaml") })
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
-        .merge(ops)
+        .merge(ops);
+    match edge {
+        Some(edge) => routes.merge(edge),
+        None => routes,
+    }
+}
+
+/// `/v1/check` alone, with the probes and `/metrics`: the edge role
+/// (`tokenwatch edge`), which holds no partition, model or detector.
+pub fn edge_app(edge: Arc<EdgeCheck>, metrics: Arc<Metrics>, readiness: Arc<Readiness>) -> Router {
+    check_routes(Some(edge), metrics.clone())
+        .fallback(|| async { ApiError::not_found("no such route; see docs/openapi.yaml") })
+        .merge(ops(metrics, readiness, true))
+}
+
+fn check_routes(edge: Option<Arc<EdgeCheck>>, metrics: Arc<Metrics>) -> Router {
+    // Envoy's ext_authz appends the original path to its path_prefix.
+    Router::new()
+        .route("/v1/check", any(check::check))
+        .route("/v1/check/{*original}", any(check::check))
+        .with_state(check::EdgeState { edge, metrics })
 }
 
 /// The probes, and `/metrics` if `with_metrics`.
@@ -173,9 +190,13 @@ async fn readyz(State(s): State<Ops>) -> impl IntoResponse {
     let model = r.model_loaded.load(std::sync::atomic::Ordering::Acquire);
     let jwks = !r.jwks_pending.load(std::sync::atomic::Ordering::Acquire);
     let control = !r.control_pending.load(std::sync::atomic::Ordering::Acquire);
-    let body = format!(
-        "assigned={assigned} model_loaded={model} jwks_loaded={jwks} control_loaded={control}\n"
+    let mut body = format!(
+        "assigned={assigned} model_loaded={model} jwks_loaded={jwks} control_loaded={control}"
     );
+    if let Some(d) = r.denylist.get() {
+        body.push_str(&format!(" denylist_loaded={}", d.is_ready()));
+    }
+    body.push('\n');
     if r.is_ready() {
         (StatusCode::OK, body)
     } else {

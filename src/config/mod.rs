@@ -60,6 +60,8 @@ pub struct KafkaConfig {
     pub alerts_topic: String,
     /// None: no state changelog.
     pub state_topic: Option<String>,
+    /// None: population tables kept in memory only.
+    pub population_topic: Option<String>,
     pub commit_interval: Duration,
     pub properties: BTreeMap<String, String>,
 }
@@ -80,6 +82,7 @@ impl KafkaConfig {
             (self.alerts_topic.as_str(), 1),
         ];
         t.extend(self.state_topic.as_deref().map(|s| (s, 4)));
+        t.extend(self.population_topic.as_deref().map(|s| (s, 1)));
         t
     }
 }
@@ -232,6 +235,7 @@ impl RawConfig {
             control_topic: non_empty("kafka.control_topic", &k.control_topic)?,
             alerts_topic: non_empty("kafka.alerts_topic", &k.alerts_topic)?,
             state_topic: Some(k.state_topic.trim().to_owned()).filter(|t| !t.is_empty()),
+            population_topic: Some(k.population_topic.trim().to_owned()).filter(|t| !t.is_empty()),
             commit_interval: k.commit_interval,
             properties: k.properties.clone(),
         };

@@ -82,6 +82,11 @@ pub struct RawKafka {
     /// Compacted: per-token state, so it follows its partition to another
     /// instance. Empty: no changelog.
     pub state_topic: String,
+    /// Compacted: the population tables (shared egress, each subject's
+    /// familiar places, the rate baseline), so a restart or another
+    /// instance starts from what the fleet has learned. Empty: in memory
+    /// only.
+    pub population_topic: String,
     #[serde(with = "humantime_serde")]
     pub commit_interval: Duration,
     /// Extra librdkafka properties (security.protocol, sasl.*, …).
@@ -101,6 +106,7 @@ impl Default for RawKafka {
             control_topic: "tokenwatch.control".into(),
             alerts_topic: "tokenwatch.alerts".into(),
             state_topic: "tokenwatch.state".into(),
+            population_topic: "tokenwatch.population".into(),
             commit_interval: Duration::from_secs(1),
             properties: BTreeMap::new(),
         }

@@ -325,6 +325,12 @@ impl Detector {
         self.store.get(key)
     }
 
+    /// The population tables, for keeping them in a topic (see
+    /// `ingest::population`).
+    pub fn population_mut(&mut self) -> &mut Population {
+        &mut self.population
+    }
+
     pub fn geo(&self) -> &Arc<GeoHandle> {
         &self.geo
     }

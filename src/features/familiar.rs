@@ -17,22 +17,22 @@ pub const SUBJECTS: usize = 262_144;
 const SAME_PLACE_KM: f64 = 50.0;
 
 #[derive(Clone, Copy, Debug)]
-struct Place {
-    location: Location,
+pub(super) struct Place {
+    pub(super) location: Location,
     /// Low bits of the token that taught it.
-    token: u32,
+    pub(super) token: u32,
     /// Taught by more than one token.
-    multi: bool,
+    pub(super) multi: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
-struct Places {
-    places: [Option<Place>; PLACES_PER_SUBJECT],
+pub(super) struct Places {
+    pub(super) places: [Option<Place>; PLACES_PER_SUBJECT],
     next: u8,
 }
 
 impl Places {
-    fn find(&self, at: &Location) -> Option<usize> {
+    pub(super) fn find(&self, at: &Location) -> Option<usize> {
         self.places
             .iter()
             .position(|p| p.is_some_and(|p| p.location.min_plausible_km(at) <= SAME_PLACE_KM))
@@ -41,7 +41,10 @@ impl Places {
 
 /// Subject hash → its familiar places. Bounded by [`SUBJECTS`].
 pub struct Familiar {
-    subjects: lru::LruCache<u64, Places>,
+    pub(super) subjects: lru::LruCache<u64, Places>,
+    /// Subjects whose places changed since the last `take_changes`, when
+    /// the tables are kept in a topic.
+    pub(super) changed: Option<std::collections::HashSet<u64>>,
 }
 
 impl Default for Familiar {
@@ -49,6 +52,7 @@ impl Default for Familiar {
         Familiar {
             // Grows with use; the cap is enforced on insert.
             subjects: lru::LruCache::unbounded(),
+            changed: None,
         }
     }
 }
@@ -56,26 +60,44 @@ impl Default for Familiar {
 impl Familiar {
     /// Remembers that `subject` used `token` at `at`.
     pub fn learn(&mut self, subject: u64, token: u32, at: &Location) {
+        self.learn_place(
+            subject,
+            Place {
+                location: *at,
+                token,
+                multi: false,
+            },
+        );
+    }
+
+    /// Adds `place` to `subject`'s (or marks the one near it as taught by
+    /// another token); true if anything changed.
+    pub(super) fn learn_place(&mut self, subject: u64, place: Place) -> bool {
         if self.subjects.len() >= SUBJECTS && !self.subjects.contains(&subject) {
             self.subjects.pop_lru();
         }
         let s = self.subjects.get_or_insert_mut(subject, Places::default);
-        match s.find(at) {
-            Some(i) => {
-                if let Some(p) = &mut s.places[i] {
-                    p.multi |= p.token != token;
+        let changed = match s.find(&place.location) {
+            Some(i) => match &mut s.places[i] {
+                Some(p) => {
+                    let multi = p.multi || place.multi || p.token != place.token;
+                    std::mem::replace(&mut p.multi, multi) != multi
                 }
-            }
+                None => false,
+            },
             None => {
                 let i = usize::from(s.next) % PLACES_PER_SUBJECT;
-                s.places[i] = Some(Place {
-                    location: *at,
-                    token,
-                    multi: false,
-                });
+                s.places[i] = Some(place);
                 s.next = ((i + 1) % PLACES_PER_SUBJECT) as u8;
+                true
+            }
+        };
+        if changed {
+            if let Some(c) = &mut self.changed {
+                c.insert(subject);
             }
         }
+        changed
     }
 
     /// Whether `subject` has used `at` on some token other than `token`.

@@ -14,10 +14,13 @@ use super::state::Sketch64;
 /// shared egress (VPN concentrators, corporate proxies, carrier NAT) because
 /// many different subjects come from them.
 pub struct Population {
-    rate: [f32; ROUTE_CLASSES],
+    pub(super) rate: [f32; ROUTE_CLASSES],
     /// Prefix hash → distinct subjects seen behind it. Bounded: the coldest
     /// prefixes are forgotten first.
-    egress: lru::LruCache<u64, Egress>,
+    pub(super) egress: lru::LruCache<u64, Egress>,
+    /// Prefixes whose entry changed since the last `take_changes`, when
+    /// the tables are kept in a topic (`track_changes`).
+    pub(super) changed_egress: Option<std::collections::HashSet<u64>>,
     /// Places each subject has used on its other tokens.
     pub familiar: Familiar,
     /// Read, never written: a dry run (`Detector::observe_dry`) learns
@@ -31,7 +34,7 @@ const POP_ALPHA: f32 = 1.0 / 4096.0;
 /// Prior for the population rate (requests/min) before it has been learned.
 const POP_PRIOR: f32 = 2.0;
 /// Prefixes remembered for shared-egress learning.
-const EGRESS_PREFIXES: usize = 262_144;
+pub(super) const EGRESS_PREFIXES: usize = 262_144;
 /// Distinct subjects behind one prefix that make it shared egress.
 pub const SHARED_EGRESS_SUBJECTS: f32 = 3.0;
 
@@ -41,6 +44,7 @@ impl Default for Population {
             rate: [POP_PRIOR; ROUTE_CLASSES],
             // Grows with use; the cap is enforced on insert.
             egress: lru::LruCache::unbounded(),
+            changed_egress: None,
             familiar: Familiar::default(),
             frozen: false,
         }
@@ -87,18 +91,31 @@ impl Population {
             self.egress.pop_lru();
         }
         let e = self.egress.get_or_insert_mut(prefix, Egress::default);
-        e.all.insert(subject);
+        let mut changed = e.all.insert(subject);
         if started {
-            e.started.insert(subject);
+            changed |= e.started.insert(subject);
         }
-        e.excuses()
+        let excuses = e.excuses();
+        if changed {
+            self.touched(prefix);
+        }
+        excuses
+    }
+
+    fn touched(&mut self, prefix: u64) {
+        if let Some(c) = &mut self.changed_egress {
+            c.insert(prefix);
+        }
     }
 
     /// Records that `subject`'s token moved far onto or off `ip`'s prefix.
     pub(super) fn observe_roaming(&mut self, ip: IpAddr, subject: Option<u64>) {
         if let (Some(subject), false) = (subject, self.frozen) {
-            if let Some(e) = self.egress.peek_mut(&prefix_hash(ip)) {
-                e.roamed.insert(subject);
+            let prefix = prefix_hash(ip);
+            if let Some(e) = self.egress.peek_mut(&prefix) {
+                if e.roamed.insert(subject) {
+                    self.touched(prefix);
+                }
             }
         }
     }
@@ -122,13 +139,13 @@ impl Population {
 
 /// Who has been seen behind one network prefix.
 #[derive(Clone, Copy, Default)]
-struct Egress {
+pub(super) struct Egress {
     /// Distinct subjects with any request from here.
-    all: Sketch64,
+    pub(super) all: Sketch64,
     /// Distinct subjects whose token's first request came from here.
-    started: Sketch64,
+    pub(super) started: Sketch64,
     /// Distinct subjects whose token moved between here and somewhere far.
-    roamed: Sketch64,
+    pub(super) roamed: Sketch64,
 }
 
 impl Egress {

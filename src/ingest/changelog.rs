@@ -253,14 +253,14 @@ impl Changelog {
     }
 }
 
-/// The changelog topic's partition count, or None (with the reason logged)
-/// when it cannot be used.
-pub async fn partitions(cfg: ClientConfig, topic: String) -> Option<i32> {
+/// A changelog topic's partition count, or None (with the reason logged)
+/// when it cannot be used; `what` names the feature it disables.
+pub async fn partitions(cfg: ClientConfig, topic: String, what: &'static str) -> Option<i32> {
     tokio::task::spawn_blocking(move || {
         let consumer: rdkafka::consumer::BaseConsumer = match cfg.create() {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(error = %e, "state changelog disabled");
+                tracing::warn!(error = %e, "{what} disabled");
                 return None;
             }
         };
@@ -272,14 +272,14 @@ pub async fn partitions(cfg: ClientConfig, topic: String) -> Option<i32> {
                     .find(|t| t.name() == topic && t.error().is_none())
                     .map_or(0, |t| t.partitions().len() as i32);
                 if n == 0 {
-                    tracing::warn!(%topic, "state changelog topic missing: per-token state will not follow partitions across instances");
+                    tracing::warn!(%topic, "topic missing: {what} disabled");
                     None
                 } else {
                     Some(n)
                 }
             }
             Err(e) => {
-                tracing::warn!(%topic, error = %e, "state changelog disabled");
+                tracing::warn!(%topic, error = %e, "{what} disabled");
                 None
             }
         }

@@ -28,6 +28,9 @@ pub struct Readiness {
     /// The fleet's control topic has not been read to its end: the mode
     /// and brake in force are not known yet (revocations wait too).
     pub control_pending: AtomicBool,
+    /// Set on the edge role, whose only job is the denylist: not ready
+    /// until it has been read to its end.
+    pub denylist: std::sync::OnceLock<Arc<crate::respond::Denylist>>,
 }
 
 impl Readiness {
@@ -36,6 +39,7 @@ impl Readiness {
             && self.model_loaded.load(Ordering::Acquire)
             && !self.jwks_pending.load(Ordering::Acquire)
             && !self.control_pending.load(Ordering::Acquire)
+            && self.denylist.get().is_none_or(|d| d.is_ready())
     }
 }
 

@@ -12,7 +12,7 @@ use super::compacted::{self, Apply};
 use crate::config::KafkaConfig;
 use crate::detect::{Allowlist, AllowlistHandle};
 use crate::metrics::Metrics;
-use crate::respond::{Change, ControlError, ControlKey, Controls, Signed};
+use crate::respond::{Change, ControlError, ControlKey, Controls, Held, Signed};
 
 pub struct Fleet {
     pub controls: Arc<Controls>,
@@ -45,9 +45,17 @@ impl Fleet {
                 controls.mode.set(*mode);
                 metrics.set_mode(mode.as_str());
             }
-            Change::Brake { engaged: true } => controls.brake.engage(s.at_ms),
-            Change::Brake { engaged: false } => {
-                controls.brake.release(s.at_ms);
+            Change::Brake { engaged: true, .. } => controls.brake.engage(s.at_ms),
+            Change::Brake {
+                engaged: false,
+                held,
+            } => controls.brake.release(s.at_ms, held.unwrap_or(Held::Drop)),
+            Change::BrakeCount { instance, admitted } => {
+                if *instance != controls.instance {
+                    controls.brake.peer_admitted(instance, admitted.clone());
+                }
+                // A count is not a policy change: the version stays.
+                return;
             }
             Change::Allowlist { entries } => match Allowlist::new(entries.clone()) {
                 Ok(list) => {

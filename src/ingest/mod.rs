@@ -11,6 +11,7 @@ pub mod control;
 mod deadletter;
 pub mod denylist;
 mod normalize;
+pub mod population;
 mod revoke;
 mod score;
 mod window;

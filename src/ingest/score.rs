@@ -16,6 +16,7 @@ use super::changelog::Changelog;
 use super::consumer::{Handled, Handler, Transient};
 use super::context::Readiness;
 use super::deadletter;
+use super::population::PopulationLog;
 use crate::clock::now_ms;
 use crate::decide;
 use crate::decide::{Flagger, SharedDetector};
@@ -39,6 +40,9 @@ pub struct ScoringHandler {
     gateways: HashMap<String, Normalizer>,
     /// Per-token state written to / read back from `kafka.state_topic`.
     changelog: Option<(Changelog, Arc<Readiness>)>,
+    /// The population tables written to `kafka.population_topic`, and
+    /// whether that topic has been read to its end (scoring waits for it).
+    population: Option<(PopulationLog, tokio::sync::watch::Receiver<bool>)>,
     /// Debug builds only: a token id whose record makes this handler panic,
     /// from `TW_TEST_FAULT_PANIC_TOKEN`, so a test can prove the process
     /// stops rather than scoring nothing. Release builds have no such path.
@@ -67,7 +71,19 @@ impl ScoringHandler {
             fault_token: std::env::var("TW_TEST_FAULT_PANIC_TOKEN").ok(),
             gateways: HashMap::new(),
             changelog: None,
+            population: None,
         }
+    }
+
+    /// Keeps the population tables in their topic; scoring starts once
+    /// `loaded` says it has been read.
+    pub fn with_population(
+        mut self,
+        log: PopulationLog,
+        loaded: tokio::sync::watch::Receiver<bool>,
+    ) -> ScoringHandler {
+        self.population = Some((log, loaded));
+        self
     }
 
     /// Keeps per-token state in `changelog`, restoring a partition's when
@@ -150,6 +166,16 @@ impl ScoringHandler {
 
 impl Handler for ScoringHandler {
     async fn handle(&mut self, msg: &BorrowedMessage<'_>) -> Result<Handled, Transient> {
+        if let Some((_, loaded)) = &mut self.population {
+            if !*loaded.borrow() {
+                // Scored against empty tables, a VPN's users would look
+                // like thieves until the fleet's knowledge was read back.
+                tracing::info!("scoring waits for the population tables");
+                if loaded.wait_for(|l| *l).await.is_err() {
+                    return Err(Transient("the population follower stopped".into()));
+                }
+            }
+        }
         if let Some((log, readiness)) = &mut self.changelog {
             let generation = readiness.rebalances.load(Ordering::Acquire);
             log.ensure_restored(msg.partition(), generation, &self.detector, &self.metrics)
@@ -206,10 +232,13 @@ impl Handler for ScoringHandler {
     }
 
     fn commits_state(&self) -> bool {
-        self.changelog.is_some()
+        self.changelog.is_some() || self.population.is_some()
     }
 
     async fn before_commit(&mut self, last: bool) {
+        if let Some((log, _)) = &self.population {
+            log.write(&self.detector, &self.metrics).await;
+        }
         if let Some((log, _)) = &mut self.changelog {
             log.write(&self.detector, &self.metrics).await;
             if last {

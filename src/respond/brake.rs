@@ -5,15 +5,41 @@
 //! (recorded, audited, alert still published) until an operator resets it.
 //!
 //! Three limits, any of which engages it: revocations per window for the
-//! whole instance; the same per tenant (one tenant's bad day holds only that
+//! whole fleet; the same per tenant (one tenant's bad day holds only that
 //! tenant); and a fraction of the tokens this instance tracks, so a small
 //! deployment is not allowed the same absolute number as a large one.
+//!
+//! The fleet-wide count: each instance publishes the times of the
+//! revocations it admitted in the window (`Change::BrakeCount`), and every
+//! instance counts its peers' with its own, so N pods are allowed the limit,
+//! not N times it. Two pods admitting within the same control-topic round
+//! trip (tens of milliseconds) can both be admitted: the fleet can overshoot
+//! by what its peers admitted in that time, never by a multiple of the limit.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+/// What an operator's reset does with the revocations the brake held: act
+/// on them now (the flood was real) or drop them (it was not).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Held {
+    Release,
+    Drop,
+}
+
+impl Held {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Held::Release => "release",
+            Held::Drop => "drop",
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BrakeLimits {
@@ -46,6 +72,8 @@ impl Default for BrakeLimits {
 pub struct Brake {
     limits: BrakeLimits,
     inner: Mutex<Inner>,
+    /// Each reset: its number and what it said about held revocations.
+    resets: watch::Sender<(u64, Held)>,
 }
 
 #[derive(Debug, Default)]
@@ -71,9 +99,16 @@ impl Window {
 struct Inner {
     global: Window,
     tenants: HashMap<String, Window>,
+    /// Other instances' admissions (their clocks, ms), as they last
+    /// published them.
+    peers: HashMap<String, Vec<i64>>,
+    /// The last reset: peers' admissions before it no longer count.
+    counted_from_ms: i64,
     held: u64,
     /// The global trip is known to the fleet (published, or read from it).
     announced: bool,
+    /// Resets so far (kept across resets).
+    resets: u64,
 }
 
 /// The brake as the API and metrics show it.
@@ -90,7 +125,10 @@ pub struct BrakeStatus {
     pub per_tenant_limit: Option<usize>,
     pub max_active_fraction: Option<f64>,
     pub window_s: u64,
+    /// Revocations this instance admitted in the window.
     pub recent: usize,
+    /// The same for the whole fleet, as last published by each peer.
+    pub fleet_recent: usize,
 }
 
 impl BrakeStatus {
@@ -111,6 +149,7 @@ impl Brake {
         Brake {
             limits,
             inner: Mutex::new(Inner::default()),
+            resets: watch::channel((0, Held::Drop)).0,
         }
     }
 
@@ -119,29 +158,75 @@ impl Brake {
     }
 
     /// The instance-wide limit with `active` tokens tracked.
-    fn global_limit(&self, active: usize) -> usize {
-        match self.limits.max_active_fraction {
+    fn global_limit(limits: &BrakeLimits, active: usize) -> usize {
+        match limits.max_active_fraction {
             Some(f) if active > 0 => {
                 let by_fraction = ((active as f64) * f).floor().max(1.0) as usize;
-                self.limits.max_revocations.min(by_fraction)
+                limits.max_revocations.min(by_fraction)
             }
-            _ => self.limits.max_revocations,
+            _ => limits.max_revocations,
         }
+    }
+
+    /// Waits for reset number `n` (or a later one) and says what it decided
+    /// about held revocations.
+    pub async fn until_reset(&self, n: u64) -> Held {
+        let mut rx = self.resets.subscribe();
+        let held = match rx.wait_for(|(done, _)| *done >= n).await {
+            Ok(r) => r.1,
+            // The brake is gone (shutdown): nothing may act.
+            Err(_) => Held::Drop,
+        };
+        held
+    }
+
+    /// Forgets every trip and count as of `at_ms`; the next reset number is
+    /// kept.
+    fn clear(&self, s: &mut Inner, at_ms: i64, held: Held) {
+        let resets = s.resets + 1;
+        *s = Inner {
+            resets,
+            counted_from_ms: at_ms,
+            ..Inner::default()
+        };
+        self.resets.send_replace((resets, held));
     }
 
     /// Asks to revoke one token of `tenant` at `now_ms` with `active`
     /// tokens tracked (0: unknown); false when the brake holds it.
     pub fn allow(&self, now_ms: i64, tenant: Option<&str>, active: usize) -> bool {
-        let window_ms = self.limits.window.as_millis() as i64;
-        let limit = self.global_limit(active);
+        self.admit(now_ms, tenant, active).is_none()
+    }
+
+    /// The same; when held, the number of the reset it waits for is
+    /// returned (see [`Brake::until_reset`]).
+    pub fn admit(&self, now_ms: i64, tenant: Option<&str>, active: usize) -> Option<u64> {
         let mut s = self.lock();
-        let s = &mut *s;
+        let next = s.resets + 1;
+        (!Self::admit_locked(&self.limits, &mut s, now_ms, tenant, active)).then_some(next)
+    }
+
+    fn admit_locked(
+        limits: &BrakeLimits,
+        s: &mut Inner,
+        now_ms: i64,
+        tenant: Option<&str>,
+        active: usize,
+    ) -> bool {
+        let window_ms = limits.window.as_millis() as i64;
+        let limit = Self::global_limit(limits, active);
         if s.global.engaged_at_ms.is_some() {
             s.held += 1;
             return false;
         }
         s.global.expire(now_ms, window_ms);
-        if s.global.recent.len() >= limit {
+        let since = (now_ms - window_ms).max(s.counted_from_ms);
+        s.peers.retain(|_, times| {
+            times.retain(|&t| t > since);
+            !times.is_empty()
+        });
+        let peers: usize = s.peers.values().map(Vec::len).sum();
+        if s.global.recent.len() + peers >= limit {
             s.global.engaged_at_ms = Some(now_ms);
             s.held += 1;
             tracing::error!(
@@ -151,7 +236,7 @@ impl Brake {
             );
             return false;
         }
-        if let (Some(per_tenant), Some(t)) = (self.limits.per_tenant, tenant) {
+        if let (Some(per_tenant), Some(t)) = (limits.per_tenant, tenant) {
             let w = s.tenants.entry(t.to_owned()).or_default();
             if w.engaged_at_ms.is_some() {
                 s.held += 1;
@@ -168,6 +253,31 @@ impl Brake {
         }
         s.global.recent.push_back(now_ms);
         true
+    }
+
+    /// Another instance's admissions in the window, as it published them
+    /// (its latest record replaces the one before).
+    pub fn peer_admitted(&self, instance: &str, mut admitted: Vec<i64>) {
+        let mut s = self.lock();
+        let from = s.counted_from_ms;
+        admitted.retain(|&t| t > from);
+        // Never more than the limit can matter; a signed record is the
+        // fleet's own, but a bug elsewhere must not grow memory.
+        admitted.truncate(self.limits.max_revocations);
+        if admitted.is_empty() {
+            s.peers.remove(instance);
+        } else {
+            s.peers.insert(instance.to_owned(), admitted);
+        }
+    }
+
+    /// This instance's admissions in the window ending at `now_ms`, for
+    /// its peers.
+    pub fn admitted(&self, now_ms: i64) -> Vec<i64> {
+        let mut s = self.lock();
+        s.global
+            .expire(now_ms, self.limits.window.as_millis() as i64);
+        s.global.recent.iter().copied().collect()
     }
 
     /// A trip elsewhere in the fleet: hold every revocation here too.
@@ -192,16 +302,20 @@ impl Brake {
 
     /// An operator's reset made at `at_ms` elsewhere in the fleet: releases
     /// the brake unless it tripped here after that.
-    pub fn release(&self, at_ms: i64) {
+    pub fn release(&self, at_ms: i64, held: Held) {
         let mut s = self.lock();
         if s.global.engaged_at_ms.is_none_or(|t| t <= at_ms) {
-            *s = Inner::default();
+            self.clear(&mut s, at_ms, held);
         }
     }
 
-    /// Releases the brake everywhere; the windows start empty again.
-    pub fn reset(&self) -> BrakeStatus {
-        *self.lock() = Inner::default();
+    /// Releases the brake; the windows start empty again, and what waited
+    /// is acted on or dropped as `held` says.
+    pub fn reset(&self, held: Held) -> BrakeStatus {
+        {
+            let mut s = self.lock();
+            self.clear(&mut s, i64::MIN, held);
+        }
         self.status()
     }
 
@@ -224,6 +338,7 @@ impl Brake {
             max_active_fraction: self.limits.max_active_fraction,
             window_s: self.limits.window.as_secs(),
             recent: s.global.recent.len(),
+            fleet_recent: s.global.recent.len() + s.peers.values().map(Vec::len).sum::<usize>(),
         }
     }
 }
@@ -251,7 +366,7 @@ mod tests {
         let s = b.status();
         assert!(s.engaged && s.holding());
         assert_eq!(s.held, 2);
-        assert!(!b.reset().holding());
+        assert!(!b.reset(Held::Drop).holding());
         assert!(b.allow(600_001, None, 0));
     }
 
@@ -274,7 +389,7 @@ mod tests {
         let s = b.status();
         assert!(!s.engaged && s.holding());
         assert_eq!(s.tenants_engaged, vec!["acme".to_string()]);
-        assert!(!b.reset().holding());
+        assert!(!b.reset(Held::Drop).holding());
         assert!(b.allow(5, Some("acme"), 0));
     }
 
@@ -292,5 +407,54 @@ mod tests {
             assert!(b.allow(i, None, 1_000_000));
         }
         assert!(!b.allow(5, None, 1_000_000));
+    }
+
+    #[test]
+    fn peers_admissions_count_against_the_same_limit() {
+        let b = brake(3, None, None);
+        b.peer_admitted("pod-b", vec![1_000, 2_000]);
+        assert!(b.allow(3_000, None, 0), "two by the peer, one here: three");
+        assert!(!b.allow(4_000, None, 0), "the fourth in the fleet is held");
+        assert_eq!(b.status().fleet_recent, 3);
+        // Once the peers' admissions have left the window they stop counting.
+        let b = brake(3, None, None);
+        b.peer_admitted("pod-b", vec![1_000, 2_000, 2_500]);
+        assert!(!b.allow(30_000, None, 0));
+        let b = brake(3, None, None);
+        b.peer_admitted("pod-b", vec![1_000, 2_000, 2_500]);
+        assert!(
+            b.allow(62_000, None, 0),
+            "1 s and 2 s are out of a 60 s window at 62 s"
+        );
+        // A reset forgets what peers admitted before it.
+        let b = brake(3, None, None);
+        b.peer_admitted("pod-b", vec![1_000, 2_000, 2_500]);
+        b.release(2_600, Held::Drop);
+        b.peer_admitted("pod-b", vec![1_000, 2_000, 2_500]);
+        assert!(b.allow(3_000, None, 0));
+        assert_eq!(b.status().fleet_recent, 1);
+    }
+
+    #[tokio::test]
+    async fn a_held_revocation_waits_for_the_reset_and_learns_its_verdict() {
+        let b = std::sync::Arc::new(Brake::new(BrakeLimits {
+            max_revocations: 1,
+            ..BrakeLimits::default()
+        }));
+        assert_eq!(b.admit(0, None, 0), None);
+        let reset = b.admit(1, None, 0).expect("held");
+        let waiting = tokio::spawn({
+            let b = b.clone();
+            async move { b.until_reset(reset).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "waits for the operator");
+        b.reset(Held::Release);
+        assert_eq!(waiting.await.unwrap(), Held::Release);
+        // A reset that came before the wait began still answers it.
+        assert_eq!(b.admit(2, None, 0), None);
+        let next = b.admit(3, None, 0).expect("held again");
+        b.reset(Held::Drop);
+        assert_eq!(b.until_reset(next).await, Held::Drop);
     }
 }

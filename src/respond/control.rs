@@ -16,6 +16,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::brake::Held;
 use super::policy::Mode;
 use crate::detect::Entry;
 use crate::kafka::TopicWriter;
@@ -28,23 +29,34 @@ pub enum Change {
         mode: Mode,
     },
     /// `engaged`: a trip somewhere in the fleet holds revocations
-    /// everywhere; false: an operator's reset.
+    /// everywhere; false: an operator's reset, which acts on or drops the
+    /// held revocations as `held` says (absent: dropped).
     Brake {
         engaged: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        held: Option<Held>,
     },
     /// The whole list (small; a snapshot needs no ordering of edits).
     Allowlist {
         entries: Vec<Entry>,
     },
+    /// The times (ms) of the revocations `instance` admitted in the brake's
+    /// window, so the fleet counts against one limit (`respond/brake.rs`).
+    BrakeCount {
+        instance: String,
+        admitted: Vec<i64>,
+    },
 }
 
 impl Change {
-    /// The record key: compaction keeps the latest change of each kind.
-    pub fn key(&self) -> &'static str {
+    /// The record key: compaction keeps the latest change of each kind
+    /// (and each instance's latest brake count).
+    pub fn key(&self) -> String {
         match self {
-            Change::Mode { .. } => "mode",
-            Change::Brake { .. } => "brake",
-            Change::Allowlist { .. } => "allowlist",
+            Change::Mode { .. } => "mode".into(),
+            Change::Brake { .. } => "brake".into(),
+            Change::Allowlist { .. } => "allowlist".into(),
+            Change::BrakeCount { instance, .. } => format!("brake-count/{instance}"),
         }
     }
 }
@@ -73,7 +85,7 @@ pub enum ControlError {
     #[error("the signature does not verify (not written by this fleet)")]
     BadSignature,
     #[error("the key says {key:?} but the change is a {kind:?}")]
-    WrongKey { key: String, kind: &'static str },
+    WrongKey { key: String, kind: String },
 }
 
 /// Signs and checks control records.

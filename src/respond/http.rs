@@ -91,6 +91,20 @@ impl RetryPolicy {
     }
 }
 
+/// The header every call to a target carries: the same value for every
+/// attempt of one target for one decision (its retries, and a replay after a
+/// crash mid-call), so a target that honours it (draft-ietf-httpapi-
+/// idempotency-key-header) acts once however often it is called.
+pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+
+/// The header's value for an idempotence key (`target|decision|…`): hashed,
+/// so whatever a decision id holds, the header is 32 hex characters.
+pub fn idempotency_value(key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(key.as_bytes());
+    h[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Sends one request and classifies the answer.
 pub async fn send(req: reqwest::RequestBuilder) -> Result<(), CallError> {
     let resp = req.send().await.map_err(transport)?;

@@ -139,7 +139,8 @@ impl SubjectLogout {
     }
 
     /// Logs the subject out; returns how many attempts it took.
-    pub async fn logout(&self, s: Subject<'_>) -> Result<u32, CallError> {
+    /// `idempotency`: the `Idempotency-Key` header's value.
+    pub async fn logout(&self, s: Subject<'_>, idempotency: &str) -> Result<u32, CallError> {
         let url = expand(&self.p.url, s, Escape::PathSegment)?;
         let body = match &self.p.body {
             Some(b) => Some(expand(b, s, Escape::JsonString)?),
@@ -147,12 +148,20 @@ impl SubjectLogout {
         };
         self.p
             .retry
-            .run(|| self.call_once(&url, body.as_deref()))
+            .run(|| self.call_once(&url, body.as_deref(), idempotency))
             .await
     }
 
-    async fn call_once(&self, url: &str, body: Option<&str>) -> Result<(), CallError> {
-        let mut req = self.http.request(self.p.method.clone(), url);
+    async fn call_once(
+        &self,
+        url: &str,
+        body: Option<&str>,
+        idempotency: &str,
+    ) -> Result<(), CallError> {
+        let mut req = self
+            .http
+            .request(self.p.method.clone(), url)
+            .header(http::IDEMPOTENCY_KEY, idempotency);
         for (k, v) in &self.p.headers {
             req = req.header(k, v);
         }

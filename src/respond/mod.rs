@@ -18,7 +18,7 @@ mod rfc7009;
 mod targets;
 pub mod webhook;
 
-pub use brake::{Brake, BrakeLimits, BrakeStatus};
+pub use brake::{Brake, BrakeLimits, BrakeStatus, Held};
 pub use control::{Change, ControlError, ControlKey, ControlWriter, Signed};
 pub use denylist::{DenyEntry, Denylist};
 pub use event::{sign_set, AlertEvent, CAEP_SESSION_REVOKED, TOKENWATCH_FLAGGED};

@@ -24,6 +24,8 @@ pub enum Outcome {
     /// The brake against mass revocation held it; an operator reviews it
     /// and revokes by hand (`POST /v1/tokens/{id}/revoke`) if it stands.
     Braked,
+    /// The brake held it and the operator's reset dropped it.
+    Dropped,
     /// Already acted on (a replayed or duplicate decision, or a subject
     /// already logged out).
     Duplicate,
@@ -39,12 +41,13 @@ pub enum Outcome {
 impl Outcome {
     /// Every value [`Outcome::label`] can take, for creating metric series
     /// at zero.
-    pub const LABELS: [&'static str; 10] = [
+    pub const LABELS: [&'static str; 11] = [
         "revoked",
         "denied",
         "delivered",
         "not_acted",
         "braked",
+        "dropped",
         "duplicate",
         "unrevocable",
         "bad_handle",
@@ -60,6 +63,7 @@ impl Outcome {
             Outcome::Delivered { .. } => "delivered",
             Outcome::NotActed { .. } => "not_acted",
             Outcome::Braked => "braked",
+            Outcome::Dropped => "dropped",
             Outcome::Duplicate => "duplicate",
             Outcome::Unrevocable { .. } => "unrevocable",
             Outcome::BadHandle { .. } => "bad_handle",
@@ -151,6 +155,7 @@ mod tests {
             Outcome::Delivered { attempts: 1 },
             Outcome::NotActed { mode: "shadow" },
             Outcome::Braked,
+            Outcome::Dropped,
             Outcome::Duplicate,
             Outcome::Unrevocable { why: String::new() },
             Outcome::BadHandle { why: String::new() },

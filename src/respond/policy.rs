@@ -94,6 +94,13 @@ pub struct Controls {
     loaded: std::sync::atomic::AtomicBool,
     /// `at_ms` of the latest fleet change applied here.
     version: std::sync::atomic::AtomicI64,
+    /// This process among the fleet's (random, per start): its brake count
+    /// is published under it. A restart is a new instance, and its former
+    /// self's admissions still count until they leave the window.
+    pub instance: String,
+    /// One brake-count publication at a time, so the last written is the
+    /// latest count.
+    count_gate: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for super::ControlWriter {
@@ -111,7 +118,31 @@ impl Controls {
             fleet: None,
             loaded: std::sync::atomic::AtomicBool::new(true),
             version: std::sync::atomic::AtomicI64::new(0),
+            instance: format!("{:016x}", rand::random::<u64>()),
+            count_gate: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// Tells the fleet what this instance admitted in the brake's window,
+    /// in the background: the count must not delay the revocation it
+    /// counts. Without a control topic the count is this instance's alone.
+    pub fn share_brake_count(self: &std::sync::Arc<Self>) {
+        if self.fleet.is_none() {
+            return;
+        }
+        let c = self.clone();
+        tokio::spawn(async move {
+            let _one = c.count_gate.lock().await;
+            let Some(fleet) = &c.fleet else { return };
+            let now = crate::clock::now_ms();
+            let change = super::Change::BrakeCount {
+                instance: c.instance.clone(),
+                admitted: c.brake.admitted(now),
+            };
+            if let Err(e) = fleet.publish(change, "brake", now).await {
+                tracing::warn!(error = %e, "brake count not published; the fleet counts without this instance's latest");
+            }
+        });
     }
 
     /// Shares changes through the control topic; not loaded until its

@@ -33,6 +33,7 @@ use lru::LruCache;
 use prometheus::{IntCounterVec, IntGauge, IntGaugeVec};
 use tokio::sync::Semaphore;
 
+use super::brake::Held as BrakeHeld;
 use super::denylist::DenyEntry;
 use super::event::{sign_set, AlertEvent};
 use super::logout::Subject;
@@ -75,10 +76,18 @@ struct Note {
     set: Option<Vec<u8>>,
 }
 
+/// A decision the brake holds: the reset it waits for, and the outcome
+/// of every revoking target meanwhile.
+struct Hold {
+    reset: u64,
+    braked: Vec<(Target, Outcome)>,
+}
+
 /// Counts retries and decisions a target still holds, when serving.
 struct Watch {
     retries: IntCounterVec,
     pending: IntGaugeVec,
+    held: IntGauge,
 }
 
 pub struct Revoker {
@@ -86,6 +95,9 @@ pub struct Revoker {
     sealer: Option<Sealer>,
     targets: Targets,
     persistence: Persistence,
+    /// A decision the brake holds waits for the operator's reset (and is
+    /// then acted on or dropped) instead of settling as `braked`.
+    holds: bool,
     /// Tokens tracked by this instance, for the brake's fraction limit.
     active: Option<IntGauge>,
     watch: Option<Watch>,
@@ -105,6 +117,7 @@ impl Revoker {
             sealer,
             targets,
             persistence: Persistence::ONCE,
+            holds: false,
             active: None,
             watch: None,
             done: Mutex::new(LruCache::new(NonZeroUsize::new(200_000).expect("non-zero"))),
@@ -119,6 +132,13 @@ impl Revoker {
         self
     }
 
+    /// Held decisions wait for the brake's reset, which says whether they
+    /// are acted on or dropped (`serve`). Without it they settle `braked`.
+    pub fn holding(mut self) -> Revoker {
+        self.holds = true;
+        self
+    }
+
     /// Reads the number of tracked tokens from `gauge` for the brake.
     pub fn with_active_tokens(mut self, gauge: IntGauge) -> Revoker {
         self.active = Some(gauge);
@@ -130,6 +150,7 @@ impl Revoker {
         self.watch = Some(Watch {
             retries: m.target_retries.clone(),
             pending: m.target_pending.clone(),
+            held: m.brake_held.clone(),
         });
         self.with_active_tokens(m.tokens_tracked.clone())
     }
@@ -263,7 +284,45 @@ impl Revoker {
     }
 
     async fn act(&self, d: &Decision, mode: Mode, manual: bool) -> Vec<TargetOutcome> {
-        let (first, entry) = self.revoke(d, mode, manual).await;
+        let (first, entry) = match self.revoke(d, mode, manual).await {
+            Ok(first) => first,
+            Err(Hold { braked, .. }) if !self.holds => {
+                let shown = self.labelled(&braked);
+                let mut all = shown.clone();
+                all.extend(self.notify(d, mode, &shown, "settled").await);
+                return all;
+            }
+            Err(Hold { reset, braked }) => {
+                // Held until an operator resets the brake (through any
+                // instance): the SIEM hears of it now; the decision stays
+                // uncommitted meanwhile, so a restart holds it again.
+                let shown = self.labelled(&braked);
+                let mut notes = self.notify(d, mode, &shown, "held").await;
+                let held = {
+                    let _held = self.watch.as_ref().map(|w| Held::new(&w.held, None));
+                    self.controls.brake.until_reset(reset).await
+                };
+                match held {
+                    BrakeHeld::Drop => {
+                        let dropped: Vec<_> =
+                            braked.iter().map(|(t, _)| (*t, Outcome::Dropped)).collect();
+                        let dropped = self.labelled(&dropped);
+                        let mut all = dropped.clone();
+                        all.append(&mut notes);
+                        all.extend(self.notify(d, mode, &dropped, "settled").await);
+                        return all;
+                    }
+                    BrakeHeld::Release => {
+                        self.mark_done(format!("brake|{}", d.decision_id));
+                        match self.revoke(d, mode, manual).await {
+                            Ok(first) => first,
+                            // Admitted above: the brake is not asked again.
+                            Err(h) => (h.braked, None),
+                        }
+                    }
+                }
+            }
+        };
         let payload = |t: Target| match (&entry, t) {
             (Some(e), Target::Denylist) => Payload::Deny(e),
             _ => Payload::Idp,
@@ -308,22 +367,23 @@ impl Revoker {
     }
 
     /// The first attempt of every revoking target; the denylist entry
-    /// written (unsettled), if this call wrote one.
+    /// written (unsettled), if this call wrote one. Err when the brake holds
+    /// the decision.
     async fn revoke(
         &self,
         d: &Decision,
         mode: Mode,
         manual: bool,
-    ) -> (Vec<(Target, Outcome)>, Option<DenyEntry>) {
+    ) -> Result<(Vec<(Target, Outcome)>, Option<DenyEntry>), Hold> {
         let ts = self.revoking_targets();
         let all = |o: Outcome| ts.iter().map(|t| (*t, o.clone())).collect();
         if !manual && (mode != Mode::Revoke || d.action != Action::Revoke) {
-            return (
+            return Ok((
                 all(Outcome::NotActed {
                     mode: mode.as_str(),
                 }),
                 None,
-            );
+            ));
         }
         let now = now_ms();
         let denied = self
@@ -338,11 +398,15 @@ impl Revoker {
         let admitted = format!("brake|{}", d.decision_id);
         if !manual && !denied && !self.is_done(&admitted) {
             let active = self.active.as_ref().map_or(0, |g| g.get().max(0) as usize);
-            if !self.controls.brake.allow(now, d.tenant.as_deref(), active) {
+            if let Some(reset) = self.controls.brake.admit(now, d.tenant.as_deref(), active) {
                 self.announce_trip().await;
-                return (all(Outcome::Braked), None);
+                return Err(Hold {
+                    reset,
+                    braked: all(Outcome::Braked),
+                });
             }
             self.mark_done(admitted);
+            self.controls.share_brake_count();
         }
         let mut out = Vec::new();
         let mut entry = None;
@@ -371,7 +435,7 @@ impl Revoker {
         let idp = self.idp_targets();
         let firsts = join_all(idp.iter().map(|t| self.attempt(*t, d, Payload::Idp))).await;
         out.extend(idp.into_iter().zip(firsts));
-        (out, entry)
+        Ok((out, entry))
     }
 
     /// Tells the fleet when this instance tripped the brake, so every
@@ -381,7 +445,10 @@ impl Revoker {
             return;
         };
         if let Some(at_ms) = self.controls.brake.take_new_trip() {
-            let change = super::Change::Brake { engaged: true };
+            let change = super::Change::Brake {
+                engaged: true,
+                held: None,
+            };
             match fleet.publish(change, "brake", at_ms).await {
                 Ok(s) => self.controls.applied(s.at_ms),
                 Err(e) => {
@@ -401,7 +468,10 @@ impl Revoker {
     ) -> (Target, Outcome) {
         if o.pending() && !self.persistence.budget.is_zero() {
             let name = self.name(t).to_owned();
-            let _held = self.watch.as_ref().map(|w| Held::new(&w.pending, &name));
+            let _held = self
+                .watch
+                .as_ref()
+                .map(|w| Held::new(&w.pending, Some(&name)));
             let started = Instant::now();
             let mut backoff = self.persistence.first_backoff();
             while o.pending() && started.elapsed() + backoff <= self.persistence.budget {
@@ -426,13 +496,14 @@ impl Revoker {
         if self.is_done(&key) {
             return Outcome::Duplicate;
         }
+        let idem = super::http::idempotency_value(&key);
         let o = match (t, payload) {
             (Target::Denylist, Payload::Deny(e)) => self.deny(e).await,
-            (Target::Rfc7009, _) => self.gated(t, self.rfc7009(d)).await,
-            (Target::Logout(i), _) => self.gated(t, self.log_out(i, d)).await,
+            (Target::Rfc7009, _) => self.gated(t, self.rfc7009(d, &idem)).await,
+            (Target::Logout(i), _) => self.gated(t, self.log_out(i, d, &idem)).await,
             (Target::Alerts, Payload::Note(n)) => self.gated(t, self.alert(d, n)).await,
             (Target::Webhook(i), Payload::Note(n)) => {
-                let post = self.targets.webhooks[i].post(&n.json);
+                let post = self.targets.webhooks[i].post(&n.json, &idem);
                 let r = self.gated(t, post).await;
                 Outcome::of_call(r, |attempts| Outcome::Delivered { attempts })
             }
@@ -453,7 +524,7 @@ impl Revoker {
     }
 
     /// Subject logout at one IdP.
-    async fn log_out(&self, i: usize, d: &Decision) -> Outcome {
+    async fn log_out(&self, i: usize, d: &Decision, idempotency: &str) -> Outcome {
         if !d.subject_verified {
             // Anyone can put a subject in an unsigned JWT or a forged
             // record: it never chooses whom to log out.
@@ -466,9 +537,10 @@ impl Revoker {
             tenant: d.tenant.as_deref(),
             client_id: d.client_id.as_deref(),
         };
-        Outcome::of_call(self.targets.logouts[i].logout(subject).await, |attempts| {
-            Outcome::Revoked { attempts }
-        })
+        Outcome::of_call(
+            self.targets.logouts[i].logout(subject, idempotency).await,
+            |attempts| Outcome::Revoked { attempts },
+        )
     }
 
     /// Publishes a denylist entry and adds it to this instance's set.
@@ -506,7 +578,7 @@ impl Revoker {
         }
     }
 
-    async fn rfc7009(&self, d: &Decision) -> Outcome {
+    async fn rfc7009(&self, d: &Decision, idempotency: &str) -> Outcome {
         let Some(client) = &self.targets.rfc7009 else {
             return Outcome::Unrevocable {
                 why: "no RFC 7009 endpoint configured".into(),
@@ -526,7 +598,7 @@ impl Revoker {
             Ok(t) => t,
             Err(e) => return Outcome::BadHandle { why: e.to_string() },
         };
-        let result = client.revoke(&token, "access_token").await;
+        let result = client.revoke(&token, "access_token", idempotency).await;
         drop(token);
         Outcome::of_call(result, |attempts| Outcome::Revoked { attempts })
     }
@@ -590,17 +662,33 @@ impl Revoker {
     }
 }
 
-/// Counts a decision a target holds while it retries, also when the retry
-/// is cancelled (shutdown).
+/// Counts a decision held while a target retries or the brake holds it,
+/// also when the wait is cancelled (shutdown).
 struct Held {
     gauge: IntGauge,
 }
 
 impl Held {
-    fn new(v: &IntGaugeVec, target: &str) -> Held {
-        let gauge = v.with_label_values(&[target]);
+    fn new<G: Labelled>(g: &G, target: Option<&str>) -> Held {
+        let gauge = g.gauge(target);
         gauge.inc();
         Held { gauge }
+    }
+}
+
+trait Labelled {
+    fn gauge(&self, target: Option<&str>) -> IntGauge;
+}
+
+impl Labelled for IntGaugeVec {
+    fn gauge(&self, target: Option<&str>) -> IntGauge {
+        self.with_label_values(&[target.unwrap_or_default()])
+    }
+}
+
+impl Labelled for IntGauge {
+    fn gauge(&self, _: Option<&str>) -> IntGauge {
+        self.clone()
     }
 }
 

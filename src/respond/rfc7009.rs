@@ -40,14 +40,26 @@ impl Rfc7009Client {
         })
     }
 
-    /// Revokes `token`; returns how many attempts it took.
-    pub async fn revoke(&self, token: &str, hint: &str) -> Result<u32, CallError> {
-        self.p.retry.run(|| self.call_once(token, hint)).await
+    /// Revokes `token`; returns how many attempts it took. `idempotency` is
+    /// the `Idempotency-Key` header's value ([`http::idempotency_value`]).
+    pub async fn revoke(
+        &self,
+        token: &str,
+        hint: &str,
+        idempotency: &str,
+    ) -> Result<u32, CallError> {
+        self.p
+            .retry
+            .run(|| self.call_once(token, hint, idempotency))
+            .await
     }
 
-    async fn call_once(&self, token: &str, hint: &str) -> Result<(), CallError> {
+    async fn call_once(&self, token: &str, hint: &str, idempotency: &str) -> Result<(), CallError> {
         let mut form: Vec<(&str, &str)> = vec![("token", token), ("token_type_hint", hint)];
-        let mut req = self.http.post(&self.p.url);
+        let mut req = self
+            .http
+            .post(&self.p.url)
+            .header(http::IDEMPOTENCY_KEY, idempotency);
         match self.p.auth {
             ClientAuth::ClientSecretBasic => {
                 req = req.basic_auth(

@@ -88,7 +88,8 @@ impl Webhook {
 
     /// Posts `body`; each attempt is signed afresh, so a retry is not
     /// rejected as stale.
-    pub async fn post(&self, body: &[u8]) -> Result<u32, CallError> {
+    /// `idempotency`: the `Idempotency-Key` header's value.
+    pub async fn post(&self, body: &[u8], idempotency: &str) -> Result<u32, CallError> {
         self.p
             .retry
             .run(|| async {
@@ -98,6 +99,7 @@ impl Webhook {
                         .post(&self.p.url)
                         .header(reqwest::header::CONTENT_TYPE, "application/json")
                         .header(SIGNATURE_HEADER, sign(&self.p.secret, t, body))
+                        .header(http::IDEMPOTENCY_KEY, idempotency)
                         .body(body.to_vec()),
                 )
                 .await

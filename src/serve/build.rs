@@ -47,12 +47,47 @@ pub async fn state_changelog(
         &cfg.kafka,
         &format!("{}.state.{}", cfg.kafka.group_id, std::process::id()),
     );
-    let partitions = ingest::changelog::partitions(reader.clone(), topic.clone()).await?;
+    let partitions = ingest::changelog::partitions(
+        reader.clone(),
+        topic.clone(),
+        "state changelog (per-token state will not follow partitions across instances)",
+    )
+    .await?;
     Some(ingest::changelog::Changelog::new(
         topic,
         partitions,
         producer.clone(),
         reader,
+    ))
+}
+
+/// The population tables' writer and follower, when their topic is
+/// configured and exists.
+pub async fn population_log(
+    cfg: &Config,
+    producer: &rdkafka::producer::FutureProducer,
+    detector: &crate::decide::SharedDetector,
+    metrics: &Arc<crate::metrics::Metrics>,
+) -> Option<(
+    ingest::population::PopulationLog,
+    ingest::population::Follower,
+)> {
+    let topic = cfg.kafka.population_topic.clone()?;
+    let reader = ingest::consumer_config(
+        &cfg.kafka,
+        &format!("{}.population.{}", cfg.kafka.group_id, std::process::id()),
+    );
+    ingest::changelog::partitions(
+        reader,
+        topic.clone(),
+        "population topic (a restart starts with empty population tables)",
+    )
+    .await?;
+    let writer = crate::kafka::TopicWriter::new(producer.clone(), topic);
+    Some(ingest::population::PopulationLog::new(
+        writer,
+        detector.clone(),
+        metrics.clone(),
     ))
 }
 
@@ -118,5 +153,6 @@ pub fn revoker(
     metrics.zero_targets(&names, &Outcome::LABELS);
     Ok(Revoker::new(controls, r.sealer.clone(), targets)
         .with_persistence(r.retry)
+        .holding()
         .with_metrics(metrics))
 }

@@ -5,6 +5,7 @@
 //! the process.
 
 mod build;
+pub mod edge;
 mod http;
 pub mod normalize;
 mod supervisor;
@@ -32,6 +33,7 @@ use crate::model::{Model, ModelArtifact, ModelError, ModelHandle};
 use crate::respond::{Brake, ControlKey, ControlWriter, Controls, Denylist, Settled};
 use crate::telemetry::TokenHasher;
 
+pub use edge::{edge, EdgeHooks};
 pub use http::Bound;
 pub use normalize::{normalize, NormalizeHooks};
 pub use supervisor::{Supervisor, TaskFailed};
@@ -55,6 +57,8 @@ pub enum ServeError {
     Allowlist(#[from] api::allowlist::AllowlistFileError),
     #[error(transparent)]
     Task(#[from] TaskFailed),
+    #[error("configuration key `respond.denylist.enabled`: the edge role serves the denylist; set it to true")]
+    EdgeWithoutDenylist,
 }
 
 /// Optional taps for the demo and tests.
@@ -202,10 +206,12 @@ pub async fn serve(
         });
     }
     let denylist = Arc::new(Denylist::default());
-    let edge = cfg.respond.denylist.map(|_| api::EdgeCheck {
-        denylist: denylist.clone(),
-        hasher: TokenHasher::new(&cfg.gateway.hash_key),
-        verifier: verifier.clone(),
+    let edge = cfg.respond.denylist.map(|_| {
+        Arc::new(api::EdgeCheck {
+            denylist: denylist.clone(),
+            hasher: TokenHasher::new(&cfg.gateway.hash_key),
+            verifier: verifier.clone(),
+        })
     });
     if cfg.respond.denylist.is_some() {
         let follow = ingest::denylist::follow(
@@ -265,7 +271,8 @@ pub async fn serve(
 
     let gateways = build::gateway_adapters(&cfg, direct, verifier);
     let changelog = build::state_changelog(&cfg, &producer).await;
-    let scoring = ScoringHandler::new(
+    let population = build::population_log(&cfg, &producer, &detector, &metrics).await;
+    let mut scoring = ScoringHandler::new(
         detector,
         producer.clone(),
         cfg.kafka.deadletter_topic.clone(),
@@ -274,6 +281,20 @@ pub async fn serve(
     )
     .with_gateways(gateways)
     .with_changelog(changelog, readiness.clone());
+    if let (Some((log, follower)), Some(topic)) = (population, &cfg.kafka.population_topic) {
+        let loaded = follower.loaded();
+        let follow = ingest::population::follow(
+            cfg.kafka.clone(),
+            topic.clone(),
+            follower,
+            shutdown.clone(),
+        );
+        tasks.spawn("population", async move {
+            follow.await;
+            None
+        });
+        scoring = scoring.with_population(log, loaded);
+    }
     let revoker = build::revoker(&cfg, controls, &producer, &denylist, &metrics)?;
     let revoking = RevocationHandler::new(
         revoker,

@@ -43,9 +43,34 @@ pub struct Idp {
     pub hook_down: AtomicBool,
     /// Webhook calls with a good signature, answered or not.
     pub hook_attempts: AtomicU32,
+    /// Delay before answering a logout (after counting the attempt).
+    pub logout_delay: Mutex<Duration>,
+    /// Every call's route and `Idempotency-Key` header ("" when absent), in
+    /// arrival order: a target that honours the key acts once per key.
+    pub keyed: Mutex<Vec<(&'static str, String)>>,
 }
 
 impl Idp {
+    fn keyed(&self, route: &'static str, headers: &HeaderMap) {
+        let key = headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        self.keyed.lock().unwrap().push((route, key));
+    }
+
+    /// Calls per idempotency key of `route`.
+    pub fn calls_per_key(&self, route: &str) -> BTreeMap<String, u32> {
+        let mut m = BTreeMap::new();
+        for (r, k) in self.keyed.lock().unwrap().iter() {
+            if *r == route {
+                *m.entry(k.clone()).or_default() += 1;
+            }
+        }
+        m
+    }
+
     /// Logouts per user.
     pub fn logout_counts(&self) -> BTreeMap<String, u32> {
         let mut m = BTreeMap::new();
@@ -82,6 +107,9 @@ async fn logout(
         return StatusCode::UNAUTHORIZED;
     }
     idp.attempts.fetch_add(1, Ordering::SeqCst);
+    idp.keyed("logout", &headers);
+    let delay = *idp.logout_delay.lock().unwrap();
+    tokio::time::sleep(delay).await;
     if idp.down.load(Ordering::SeqCst) {
         return StatusCode::SERVICE_UNAVAILABLE;
     }
@@ -102,8 +130,9 @@ async fn logout(
     StatusCode::from_u16(next).unwrap()
 }
 
-async fn revoke(State(idp): State<Arc<Idp>>, body: String) -> StatusCode {
+async fn revoke(State(idp): State<Arc<Idp>>, headers: HeaderMap, body: String) -> StatusCode {
     idp.revoke_started.fetch_add(1, Ordering::SeqCst);
+    idp.keyed("revoke", &headers);
     let delay = *idp.revoke_delay.lock().unwrap();
     tokio::time::sleep(delay).await;
     let token = url::form_urlencoded::parse(body.as_bytes())
@@ -134,6 +163,7 @@ async fn hook(
         return StatusCode::UNAUTHORIZED;
     }
     idp.hook_attempts.fetch_add(1, Ordering::SeqCst);
+    idp.keyed("hook", &headers);
     if idp.hook_down.load(Ordering::SeqCst) {
         return StatusCode::INTERNAL_SERVER_ERROR;
     }

@@ -15,11 +15,23 @@ use tokenwatch::config::KafkaConfig;
 /// changelog, which follows its partitions) on `telemetry_partitions`, the
 /// rest on one partition, so a test can read them in order.
 pub fn planned(k: &KafkaConfig, telemetry_partitions: i32) -> Vec<(&str, i32)> {
+    planned_with(k, telemetry_partitions, 1)
+}
+
+/// The same with the decision log on `decision_partitions`, so several
+/// instances' revokers share it.
+pub fn planned_with(
+    k: &KafkaConfig,
+    telemetry_partitions: i32,
+    decision_partitions: i32,
+) -> Vec<(&str, i32)> {
     k.topics()
         .into_iter()
         .map(|(t, _)| {
             if t == k.telemetry_topic || k.state_topic.as_deref() == Some(t) {
                 (t, telemetry_partitions)
+            } else if t == k.decisions_topic {
+                (t, decision_partitions)
             } else {
                 (t, 1)
             }
@@ -33,7 +45,17 @@ pub fn create_mock_topics(
     k: &KafkaConfig,
     telemetry_partitions: i32,
 ) {
-    for (t, p) in planned(k, telemetry_partitions) {
+    create_mock_topics_with(cluster, k, telemetry_partitions, 1)
+}
+
+/// Creates every topic of `k` on the mock cluster, as [`planned_with`].
+pub fn create_mock_topics_with(
+    cluster: &MockCluster<'static, DefaultProducerContext>,
+    k: &KafkaConfig,
+    telemetry_partitions: i32,
+    decision_partitions: i32,
+) {
+    for (t, p) in planned_with(k, telemetry_partitions, decision_partitions) {
         cluster
             .create_topic(t, p, 1)
             .unwrap_or_else(|e| panic!("create {t}: {e}"));
@@ -42,11 +64,20 @@ pub fn create_mock_topics(
 
 /// Creates every topic of `k` on a real broker (tansu).
 pub async fn create_topics(k: &KafkaConfig, telemetry_partitions: i32) {
+    create_topics_with(k, telemetry_partitions, 1).await
+}
+
+/// Creates every topic of `k` on a real broker, as [`planned_with`].
+pub async fn create_topics_with(
+    k: &KafkaConfig,
+    telemetry_partitions: i32,
+    decision_partitions: i32,
+) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", &k.brokers)
         .create()
         .expect("admin client");
-    let topics = planned(k, telemetry_partitions);
+    let topics = planned_with(k, telemetry_partitions, decision_partitions);
     let new: Vec<NewTopic> = topics
         .iter()
         .map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1)))
@@ -83,4 +114,38 @@ pub async fn produce(brokers: &str, topic: &str, records: &[(String, Vec<u8>)]) 
     for r in futures::future::join_all(sends).await {
         r.expect("produced");
     }
+}
+
+/// The high watermark of each partition of `topic`, and what `group` has
+/// committed on it (-1: nothing).
+pub fn committed_and_high(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Vec<(i64, i64)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let committed = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+    (0..partitions)
+        .map(|p| {
+            let (_, high) = c
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .unwrap();
+            let at = match committed.find_partition(topic, p).unwrap().offset() {
+                Offset::Offset(o) => o,
+                _ => -1,
+            };
+            (at, high)
+        })
+        .collect()
 }
