@@ -86,15 +86,19 @@ impl TopicWriter {
 
     /// Returns once the broker has the record, or with the error.
     pub async fn send(&self, key: Option<&[u8]>, payload: &[u8]) -> Result<(), KafkaError> {
-        self.send_with(key, payload, Extra::default()).await
+        self.send_with(key, payload, Extra::default())
+            .await
+            .map(|_| ())
     }
 
+    /// Returns once the broker has the record, with where it landed
+    /// (partition, offset).
     pub async fn send_with(
         &self,
         key: Option<&[u8]>,
         payload: &[u8],
         extra: Extra,
-    ) -> Result<(), KafkaError> {
+    ) -> Result<(i32, i64), KafkaError> {
         let mut record = self.record(key, payload);
         if let Some(h) = extra.headers {
             record = record.headers(h);
@@ -105,7 +109,7 @@ impl TopicWriter {
         self.producer
             .send(record, extra.timeout.unwrap_or(DELIVERY_TIMEOUT))
             .await
-            .map(|_| ())
+            .map(|d| (d.partition, d.offset))
             .map_err(|(e, _)| e)
     }
 

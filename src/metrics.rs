@@ -50,6 +50,7 @@ pub struct Metrics {
     pub state_writes: IntCounterVec,
     pub state_restored: IntCounter,
     pub population_records: IntCounterVec,
+    pub audit_records: IntCounterVec,
     pub control_applied: Gauge,
     pub control_refused: IntCounterVec,
 }
@@ -317,6 +318,12 @@ impl Metrics {
                 &r,
                 "tokenwatch_population_records_total",
                 "Population-table records (shared egress, familiar places, rate baseline), by result: written, write_error, applied, refused.",
+                &["result"],
+            ),
+            audit_records: counter_vec(
+                &r,
+                "tokenwatch_audit_records_total",
+                "Audit-topic records read into /v1/audit and /v1/alerts, by result: applied, refused (not an audit entry), not_an_alert (a flag whose alert this build cannot list).",
                 &["result"],
             ),
             control_applied: {

@@ -349,6 +349,99 @@ async fn alerts_and_audit_page_newest_first() {
     }
 }
 
+/// Behind a Service, `/v1/alerts` and `/v1/audit` go to any instance: each
+/// lists what the audit topic holds, under the topic's numbers, so a page
+/// cursor from one is good on another. Another instance's rings, filled
+/// only by reading the topic, list exactly what this one does; a record
+/// that is not an audit entry, and a flag naming features this build does
+/// not have, list nothing as alerts.
+#[tokio::test]
+async fn another_instance_lists_the_same_alerts_and_audit_under_the_same_numbers() {
+    let f = fixture();
+    for i in 0..3 {
+        let t = format!("tok-s{i}");
+        score(&f, record(&t, 0.0, PARIS, BROWSER)).await;
+        score(&f, record(&t, 600.0, SYDNEY, BROWSER)).await;
+    }
+    let forged_flag = json!({"seq": 1, "at_ms": 1, "actor": "detector", "action": "flagged",
+        "token_id": "tok-forged", "detail": {"decision_id": "x", "token_id": "tok-forged",
+        "sub": "ceo", "action": "revoke", "score": 1.0, "rule": null, "explanation": "",
+        "top": [{"feature": "no_such_feature", "value": 1.0, "contribution": 1.0}],
+        "features": {}, "model_version": "m", "event_ts_ms": 1, "decided_at_ms": 1}});
+    common::kafka::produce(
+        &f.kafka.brokers,
+        &f.kafka.audit_topic,
+        &[
+            ("junk".into(), b"not an audit entry".to_vec()),
+            (
+                "tok-forged".into(),
+                serde_json::to_vec(&forged_flag).unwrap(),
+            ),
+        ],
+    )
+    .await;
+
+    let metrics = Arc::new(Metrics::new());
+    let (audit, alerts) = (Arc::new(Audit::in_memory(100)), Arc::new(Alerts::default()));
+    let stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(ingest::journal::follow(
+        f.kafka.clone(),
+        f.kafka.audit_topic.clone(),
+        ingest::journal::JournalFollower {
+            audit: audit.clone(),
+            alerts: alerts.clone(),
+            metrics: metrics.clone(),
+        },
+        stop.clone(),
+    ));
+    let m = metrics.clone();
+    wait_until("the audit topic read", 20, move || {
+        m.audit_records.with_label_values(&["applied"]).get() >= 4
+            && m.audit_records.with_label_values(&["refused"]).get() >= 1
+    })
+    .await;
+    stop.cancel();
+    let count = |r| metrics.audit_records.with_label_values(&[r]).get();
+    assert_eq!((count("refused"), count("not_an_alert")), (1, 1));
+
+    let here = get(&f, "/v1/alerts?limit=2").await.json();
+    let there = as_api(&alerts.page(None, 2, None));
+    assert_eq!(here["items"].as_array().unwrap().len(), 2);
+    assert_eq!(here, there, "the same first page");
+    let before = here["next_before"].as_u64().unwrap();
+    let here = get(&f, &format!("/v1/alerts?limit=2&before={before}"))
+        .await
+        .json();
+    let there = as_api(&alerts.page(Some(before), 2, None));
+    assert_eq!(here["items"][0]["token_id"], "tok-s0");
+    assert_eq!(here, there, "the same second page from the first's cursor");
+    assert!(
+        alerts.latest_for("tok-forged").is_none(),
+        "a forged flag is no alert"
+    );
+
+    let there = audit.page(None, 100, None).items;
+    let flagged: Vec<_> = there.iter().filter(|e| e.action == "flagged").collect();
+    assert_eq!(
+        flagged.len(),
+        4,
+        "three flags and the forged entry, as audit"
+    );
+    let here = get(&f, "/v1/audit?limit=3").await.json();
+    let mine: Vec<Value> = there
+        .iter()
+        .filter(|e| e.token_id.as_deref() != Some("tok-forged"))
+        .take(3)
+        .map(as_api)
+        .collect();
+    assert_eq!(here["items"].as_array().unwrap(), &mine);
+}
+
+/// JSON as the API writes it (an f32 as an f32, not widened by to_value).
+fn as_api(v: &impl serde::Serialize) -> Value {
+    serde_json::from_str(&serde_json::to_string(v).unwrap()).unwrap()
+}
+
 #[tokio::test]
 async fn policy_is_public_and_shows_mode_brake_and_model() {
     let f = fixture();

@@ -7,7 +7,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryFuture, FutureProducer};
 use tokio::sync::mpsc;
 
-use super::{Alerts, Decision};
+use super::{Alert, Alerts, Decision};
 use crate::detect::{Explanation, Verdict};
 use crate::journal::Audit;
 use crate::kafka::{acknowledged, until_delivered, TopicWriter};
@@ -105,23 +105,26 @@ impl Flagger {
             why = %d.explanation,
             "token flagged"
         );
-        self.alerts.record(d, v, e);
+        // The audit entry carries the whole alert, so every instance that
+        // reads the audit topic lists the same alerts under the same numbers.
         // The decision log already holds the decision durably; a failed
         // audit publish is logged, not retried, so it cannot hold up scoring.
-        let detail = serde_json::json!({
-            "decision_id": d.decision_id,
-            "action": d.action,
-            "score": d.score,
-            "rule": d.rule,
-            "explanation": d.explanation,
-            "model_version": d.model_version,
-        });
-        if let Err(err) = self
+        let alert = Alert::new(d, v, e);
+        let mut detail = serde_json::to_value(&alert).expect("an alert serialises");
+        if let Some(o) = detail.as_object_mut() {
+            o.remove("seq");
+        }
+        match self
             .audit
             .record("detector", "flagged", Some(&d.token_id), detail)
             .await
         {
-            tracing::warn!(error = %err, token_id = %d.token_id, "audit topic: flag not recorded");
+            Ok(entry) => self.alerts.insert(entry.seq, alert),
+            Err(err) => tracing::warn!(
+                error = %err,
+                token_id = %d.token_id,
+                "audit topic: flag not recorded, nor listed in /v1/alerts (it is on the decision log)"
+            ),
         }
         if let Some(o) = &self.observer {
             let _ = o.send(d.clone());

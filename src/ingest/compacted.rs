@@ -1,7 +1,8 @@
 //! Follows a compacted topic from its beginning into memory: every instance
 //! reads every partition (no consumer-group share, nothing committed), and
 //! the reader is told once the topic has been read up to where it ended at
-//! start-up. The denylist and the control plane are read this way.
+//! start-up. The denylist and the control plane are read this way; the
+//! audit topic too, from its last records only (`follow_tail`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -28,6 +29,29 @@ pub async fn follow<A: Apply>(
     k: KafkaConfig,
     what: &'static str,
     topic: String,
+    apply: A,
+    shutdown: CancellationToken,
+) {
+    follow_from(k, what, topic, None, apply, shutdown).await
+}
+
+/// The same from the last `last` records of each partition on.
+pub async fn follow_tail<A: Apply>(
+    k: KafkaConfig,
+    what: &'static str,
+    topic: String,
+    last: i64,
+    apply: A,
+    shutdown: CancellationToken,
+) {
+    follow_from(k, what, topic, Some(last), apply, shutdown).await
+}
+
+async fn follow_from<A: Apply>(
+    k: KafkaConfig,
+    what: &'static str,
+    topic: String,
+    last: Option<i64>,
     mut apply: A,
     shutdown: CancellationToken,
 ) {
@@ -35,7 +59,7 @@ pub async fn follow<A: Apply>(
     let group = format!("{}.{what}.{}", k.group_id, std::process::id());
     let mut delay = Duration::from_millis(200);
     loop {
-        match follow_once(&k, &group, &topic, &mut apply, &shutdown).await {
+        match follow_once(&k, &group, &topic, last, &mut apply, &shutdown).await {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(error = %e, %topic, what, "topic not readable yet; retrying");
@@ -53,6 +77,7 @@ async fn follow_once<A: Apply>(
     k: &KafkaConfig,
     group: &str,
     topic: &str,
+    last: Option<i64>,
     apply: &mut A,
     shutdown: &CancellationToken,
 ) -> Result<(), rdkafka::error::KafkaError> {
@@ -77,7 +102,11 @@ async fn follow_once<A: Apply>(
         if high > low {
             behind.insert(p, high);
         }
-        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+        let start = match last {
+            Some(n) => Offset::Offset(low.max(high - n)),
+            None => Offset::Beginning,
+        };
+        tpl.add_partition_offset(topic, p, start)?;
     }
     consumer.assign(&tpl)?;
     if behind.is_empty() {

@@ -90,4 +90,5 @@ pub async fn publish_from(
     writer
         .send_with(source.key.as_deref(), payload, extra)
         .await
+        .map(|_| ())
 }

@@ -10,6 +10,7 @@ mod context;
 pub mod control;
 mod deadletter;
 pub mod denylist;
+pub mod journal;
 mod normalize;
 pub mod population;
 mod revoke;

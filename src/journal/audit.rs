@@ -2,12 +2,17 @@
 //! action, kept in a ring for `GET /v1/audit`, logged under the `audit`
 //! target, and published to the audit topic before the action is reported
 //! done.
+//!
+//! With a topic, an entry's `seq` is its place in the topic
+//! (`topic_seq`), and every instance fills its ring from the topic
+//! (`ingest::journal`), so `GET /v1/audit` pages the same list through any
+//! instance behind a Service.
 
 use rdkafka::producer::FutureProducer;
 use serde::{Deserialize, Serialize};
 
 use super::ring::{Page, Ring};
-use crate::kafka::TopicWriter;
+use crate::kafka::{Extra, TopicWriter};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct AuditEntry {
@@ -53,21 +58,14 @@ impl Audit {
         token_id: Option<&str>,
         detail: serde_json::Value,
     ) -> Result<AuditEntry, rdkafka::error::KafkaError> {
-        let at_ms = crate::clock::now_ms();
-        let mut entry = None;
-        self.ring.push_with(|seq| {
-            let e = AuditEntry {
-                seq,
-                at_ms,
-                actor: actor.to_owned(),
-                action: action.to_owned(),
-                token_id: token_id.map(str::to_owned),
-                detail,
-            };
-            entry = Some(e.clone());
-            e
-        });
-        let entry = entry.expect("push_with ran");
+        let mut entry = AuditEntry {
+            seq: 0,
+            at_ms: crate::clock::now_ms(),
+            actor: actor.to_owned(),
+            action: action.to_owned(),
+            token_id: token_id.map(str::to_owned),
+            detail,
+        };
         tracing::info!(
             target: "audit",
             actor,
@@ -76,11 +74,30 @@ impl Audit {
             detail = %entry.detail,
             "audit"
         );
-        if let Some(writer) = &self.sink {
-            let payload = serde_json::to_vec(&entry).expect("audit entry serialises");
-            writer.send(token_id.map(str::as_bytes), &payload).await?;
+        match &self.sink {
+            Some(writer) => {
+                // The topic numbers it; the payload's own seq is not read.
+                let payload = serde_json::to_vec(&entry).expect("audit entry serialises");
+                let (partition, offset) = writer
+                    .send_with(token_id.map(str::as_bytes), &payload, Extra::default())
+                    .await?;
+                entry.seq = topic_seq(partition, offset);
+                self.ring.insert(entry.seq, entry.clone());
+            }
+            None => {
+                self.ring.push_with(|seq| {
+                    entry.seq = seq;
+                    entry.clone()
+                });
+            }
         }
         Ok(entry)
+    }
+
+    /// An entry read from the audit topic (this instance's own included:
+    /// the ring keeps one per `seq`).
+    pub fn insert(&self, entry: AuditEntry) {
+        self.ring.insert(entry.seq, entry);
     }
 
     pub fn page(
@@ -93,4 +110,11 @@ impl Audit {
             token_id.is_none_or(|t| e.token_id.as_deref() == Some(t))
         })
     }
+}
+
+/// The sequence number of the record at `offset` of `partition`: the same on
+/// every instance, and above 0. Topics of up to 1024 partitions (the audit
+/// topic has one).
+pub fn topic_seq(partition: i32, offset: i64) -> u64 {
+    (offset.max(0) as u64 + 1) << 10 | (partition.clamp(0, 1023) as u64)
 }

@@ -6,5 +6,5 @@
 mod audit;
 mod ring;
 
-pub use audit::{Audit, AuditEntry};
+pub use audit::{topic_seq, Audit, AuditEntry};
 pub use ring::{Page, Ring};

@@ -1,14 +1,21 @@
-//! A bounded, sequence-numbered ring: the newest `cap` items, paged newest
-//! first by sequence number.
+//! A bounded, sequence-numbered ring: the `cap` items with the highest
+//! sequence numbers, paged newest first. Numbered locally, or by the topic
+//! that feeds it, so that every instance pages the same list the same way.
 
-use std::collections::VecDeque;
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use serde::Serialize;
 
 pub struct Ring<T> {
     cap: usize,
-    inner: Mutex<(u64, VecDeque<(u64, T)>)>,
+    inner: Mutex<Inner<T>>,
+}
+
+struct Inner<T> {
+    /// The sequence number the next local `push_with` takes.
+    next: u64,
+    items: BTreeMap<u64, T>,
 }
 
 /// One page, newest first; `next_before` continues the listing.
@@ -22,31 +29,52 @@ impl<T: Clone> Ring<T> {
     pub fn new(cap: usize) -> Ring<T> {
         Ring {
             cap: cap.max(1),
-            inner: Mutex::new((1, VecDeque::new())),
+            inner: Mutex::new(Inner {
+                next: 1,
+                items: BTreeMap::new(),
+            }),
         }
     }
 
-    /// Appends `make(seq)`; returns the sequence number it got.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner<T>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends `make(seq)` under the next local sequence number; returns it.
+    /// For a ring no topic feeds (one instance, tests).
     pub fn push_with(&self, make: impl FnOnce(u64) -> T) -> u64 {
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let seq = g.0;
-        g.0 += 1;
-        if g.1.len() == self.cap {
-            g.1.pop_front();
-        }
-        g.1.push_back((seq, make(seq)));
+        let mut g = self.lock();
+        let seq = g.next;
+        g.next += 1;
+        g.items.insert(seq, make(seq));
+        self.trim(&mut g);
         seq
+    }
+
+    /// Keeps `item` under `seq`, a number the whole fleet agrees on (its
+    /// place in a topic). The same `seq` twice keeps the first: an instance
+    /// reads back what it wrote itself.
+    pub fn insert(&self, seq: u64, item: T) {
+        let mut g = self.lock();
+        g.items.entry(seq).or_insert(item);
+        self.trim(&mut g);
+    }
+
+    fn trim(&self, g: &mut Inner<T>) {
+        while g.items.len() > self.cap {
+            g.items.pop_first();
+        }
     }
 
     /// Up to `limit` items with sequence below `before` that pass `keep`,
     /// newest first.
     pub fn page(&self, before: Option<u64>, limit: usize, keep: impl Fn(&T) -> bool) -> Page<T> {
-        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let g = self.lock();
         let before = before.unwrap_or(u64::MAX);
         let mut items = Vec::new();
         let mut last = None;
         let mut more = false;
-        for (seq, item) in g.1.iter().rev().filter(|(s, _)| *s < before) {
+        for (seq, item) in g.items.range(..before).rev() {
             if !keep(item) {
                 continue;
             }
@@ -65,11 +93,7 @@ impl<T: Clone> Ring<T> {
 
     /// The newest item that passes `keep`.
     pub fn latest(&self, keep: impl Fn(&T) -> bool) -> Option<T> {
-        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        g.1.iter()
-            .rev()
-            .find(|(_, t)| keep(t))
-            .map(|(_, t)| t.clone())
+        self.lock().items.values().rev().find(|t| keep(t)).cloned()
     }
 }
 
@@ -92,5 +116,20 @@ mod tests {
         let odd = r.page(None, 10, |(_, i)| i % 2 == 1);
         assert_eq!(odd.items.len(), 3, "i = 3, 5, 7");
         assert_eq!(r.latest(|(_, i)| *i < 6), Some((6, 5)));
+    }
+
+    #[test]
+    fn items_numbered_by_a_topic_page_in_that_order_whatever_their_arrival() {
+        let r = Ring::new(3);
+        for seq in [40, 10, 30, 20, 50] {
+            r.insert(seq, seq);
+        }
+        r.insert(50, 0);
+        let p = r.page(None, 10, |_| true);
+        assert_eq!(
+            p.items,
+            vec![50, 40, 30],
+            "the newest three, the first 50 kept"
+        );
     }
 }

@@ -145,13 +145,30 @@ pub async fn serve(
             .with_allowlist(allowlist.handle.clone()),
     ));
     let audit = Arc::new(Audit::with_topic(
-        10_000,
+        ingest::journal::TAIL as usize,
         producer.clone(),
         cfg.kafka.audit_topic.clone(),
     ));
+    let alerts = Arc::new(Alerts::new(ingest::journal::TAIL as usize));
+    // `/v1/audit` and `/v1/alerts` list what the audit topic holds, the
+    // same through every instance.
+    let journal = ingest::journal::follow(
+        cfg.kafka.clone(),
+        cfg.kafka.audit_topic.clone(),
+        ingest::journal::JournalFollower {
+            audit: audit.clone(),
+            alerts: alerts.clone(),
+            metrics: metrics.clone(),
+        },
+        shutdown.clone(),
+    );
+    tasks.spawn("audit", async move {
+        journal.await;
+        None
+    });
     let flagger = Arc::new(Flagger::new(
         Outbox::new(producer.clone(), cfg.kafka.decisions_topic.clone()),
-        Arc::new(Alerts::default()),
+        alerts,
         audit.clone(),
         metrics.clone(),
         hooks.decisions,
