@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::Decision;
 use crate::detect::{Action, ExplainedFeature, Explanation, Verdict};
 use crate::features::FEATURE_NAMES;
+use crate::model::NOVELTY;
 use crate::journal::{Page, Ring};
 
 #[derive(Clone, Debug, Serialize)]
@@ -52,9 +53,11 @@ impl Alert {
     /// entry naming others (another schema, or forged) is refused.
     pub fn from_audit(detail: &serde_json::Value) -> Result<Alert, String> {
         let w: AlertWire = serde_json::from_value(detail.clone()).map_err(|e| e.to_string())?;
+        // Explanations name features, and the population model's novelty.
         let name = |n: &str| {
             FEATURE_NAMES
                 .iter()
+                .chain([&NOVELTY])
                 .find(|f| **f == n)
                 .copied()
                 .ok_or_else(|| format!("unknown feature `{n}`"))
