@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use super::Decision;
 use crate::detect::{Action, ExplainedFeature, Explanation, Verdict};
 use crate::features::FEATURE_NAMES;
-use crate::model::NOVELTY;
 use crate::journal::{Page, Ring};
+use crate::model::NOVELTY;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Alert {
