@@ -28,6 +28,7 @@ pub struct Metrics {
     pub geo_reloads: IntCounterVec,
     pub model_info: IntGaugeVec,
     pub model_reloads: IntCounterVec,
+    pub model_pin_mismatch: IntGauge,
     pub decisions_published: IntCounterVec,
     pub revocations: IntCounterVec,
     pub revocation_seconds: HistogramVec,
@@ -35,6 +36,7 @@ pub struct Metrics {
     pub target_pending: IntGaugeVec,
     pub commits: IntCounterVec,
     pub consumer_lag: IntGaugeVec,
+    pub consumer_rejoins: IntCounterVec,
     pub policy_mode: IntGaugeVec,
     pub brake_engaged: IntGauge,
     pub brake_held: IntGauge,
@@ -75,6 +77,13 @@ fn histogram(r: &Registry, name: &str, help: &str, buckets: Vec<f64>) -> Histogr
     r.register(Box::new(h.clone()))
         .expect("metric registered once");
     h
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    r.register(Box::new(g.clone()))
+        .expect("metric registered once");
+    g
 }
 
 fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
@@ -181,6 +190,11 @@ impl Metrics {
                 "Model file reloads (SIGHUP) by result.",
                 &["result"],
             ),
+            model_pin_mismatch: gauge(
+                &r,
+                "tokenwatch_model_pin_mismatch",
+                "1 while the fleet pinned a model version this instance has not loaded (its file holds another).",
+            ),
             decisions_published: counter_vec(
                 &r,
                 "tokenwatch_decisions_published_total",
@@ -216,6 +230,12 @@ impl Metrics {
                 &["target"],
             ),
             commits: counter_vec(&r, "tokenwatch_kafka_commits_total", "Offset commits by result.", &["result"]),
+            consumer_rejoins: counter_vec(
+                &r,
+                "tokenwatch_consumer_rejoins_total",
+                "Times a consumer holding no partition rejoined its group because a partition had no holder (a broker that left it unowned).",
+                &["consumer"],
+            ),
             consumer_lag: gauge_vec(
                 &r,
                 "tokenwatch_consumer_lag_messages",

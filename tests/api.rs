@@ -23,6 +23,7 @@ use tokenwatch::decide::{Flagger, Outbox};
 use tokenwatch::ingest::{self, Readiness};
 use tokenwatch::journal::Audit;
 use tokenwatch::metrics::Metrics;
+use tokenwatch::model::ModelSource;
 use tokenwatch::respond::{Brake, BrakeLimits, Controls, DenyEntry, Denylist, Mode};
 use tokenwatch::telemetry::{keyed_token_id, TokenHasher};
 
@@ -60,6 +61,10 @@ fn fixture_with(admin: Option<&str>, brake: Brake) -> Fixture {
         Some(allowlist_path.clone()),
     );
     let detector = detector().with_allowlist(allowlist.handle.clone());
+    let model = Arc::new(ModelSource::new(
+        detector.model().clone(),
+        model_path.clone(),
+    ));
     let flagger = Flagger::new(
         Outbox::new(producer.clone(), kafka.decisions_topic.clone()),
         Arc::new(Alerts::default()),
@@ -75,7 +80,7 @@ fn fixture_with(admin: Option<&str>, brake: Brake) -> Fixture {
             flagger: Arc::new(flagger),
             controls: Arc::new(Controls::new(Mode::Revoke, brake)),
             allowlist,
-            model_path: model_path.clone(),
+            model,
             admin_token: admin.map(Credential::new),
             read_token: Some(Credential::new(READER)),
             score_token: Some(Credential::new(SCORER)),
@@ -471,6 +476,11 @@ fn admin_routes() -> Vec<(Method, &'static str, Option<Value>)> {
         (Method::POST, "/v1/model/reload", None),
         (
             Method::PUT,
+            "/v1/model/pin",
+            Some(json!({"version": "m-2"})),
+        ),
+        (
+            Method::PUT,
             "/v1/policy/mode",
             Some(json!({"mode": "shadow"})),
         ),
@@ -717,6 +727,33 @@ async fn model_reload_swaps_a_good_file_and_keeps_the_model_on_a_bad_one() {
 }
 
 #[tokio::test]
+async fn a_model_pin_needs_the_fleets_control_topic_and_says_which_key_gives_it() {
+    let f = fixture();
+    let r = admin(
+        &f,
+        Method::PUT,
+        "/v1/model/pin",
+        Some(json!({"version": "m-2"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert!(r.text.contains("http.admin_token"), "{}", r.text);
+    let p = get(&f, "/v1/policy").await.json();
+    assert!(
+        p["model_pin"].is_null() && p["model_pin_in_force"] == true,
+        "{p}"
+    );
+    let r = admin(
+        &f,
+        Method::PUT,
+        "/v1/model/pin",
+        Some(json!({"version": 7})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+}
+
+#[tokio::test]
 async fn mode_switch_takes_effect_and_is_exported() {
     let f = fixture();
     let r = admin(
@@ -745,6 +782,31 @@ async fn mode_switch_takes_effect_and_is_exported() {
     let audit = get(&f, "/v1/audit").await.json();
     assert_eq!(audit["items"][0]["action"], "mode_switch");
     assert_eq!(audit["items"][0]["detail"]["from"], "revoke");
+}
+
+#[tokio::test]
+async fn a_tenants_mode_is_set_and_lifted_and_a_global_null_is_refused() {
+    let f = fixture();
+    let put = |body: Value| admin(&f, Method::PUT, "/v1/policy/mode", Some(body));
+    let r = put(json!({"mode": "alert", "tenant": "pilot"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["tenant_modes"]["pilot"], "alert");
+    assert_eq!(r.json()["mode"], "revoke", "the global mode is untouched");
+    let c = &f.state.service.controls;
+    assert_eq!(c.mode_for(Some("pilot"), None), Mode::Alert);
+    assert_eq!(c.mode_for(Some("other"), None), Mode::Revoke);
+    let r = put(json!({"mode": null, "tenant": "pilot"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(c.mode_for(Some("pilot"), None), Mode::Revoke);
+    for bad in [
+        json!({"mode": null}),
+        json!({"mode": "shadow", "tenant": "a", "client": "b"}),
+        json!({"mode": "shadow", "client": ""}),
+    ] {
+        let r = put(bad.clone()).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.text);
+    }
+    assert_eq!(c.mode.get(), Mode::Revoke);
 }
 
 #[tokio::test]

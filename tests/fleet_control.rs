@@ -253,6 +253,32 @@ async fn changes_reach_the_fleet(cfg: &Config) {
     eprintln!("mode switch in force on all three after {took:?}");
     assert!(took < Duration::from_secs(1), "{took:?}");
 
+    // One tenant's mode, set through one and lifted through another.
+    call(
+        &a,
+        reqwest::Method::PUT,
+        "/v1/policy/mode",
+        Some(json!({"mode": "shadow", "tenant": "pilot"})),
+    )
+    .await;
+    let took = on_all(&[&a, &b, &c], "tenant mode", |p| {
+        p["tenant_modes"]["pilot"] == "shadow" && p["mode"] == "alert"
+    })
+    .await;
+    eprintln!("a tenant's mode in force on all three after {took:?}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    call(
+        &c,
+        reqwest::Method::PUT,
+        "/v1/policy/mode",
+        Some(json!({"mode": null, "tenant": "pilot"})),
+    )
+    .await;
+    on_all(&[&a, &b, &c], "tenant mode lifted", |p| {
+        p["tenant_modes"].get("pilot").is_none()
+    })
+    .await;
+
     // An allowlist entry, added through another.
     call(
         &b,
@@ -405,4 +431,95 @@ async fn changes_reach_the_fleet(cfg: &Config) {
         i.stop.cancel();
         i.task.await.unwrap().unwrap();
     }
+}
+
+/// A copy of the default model under `version`, at `path`.
+fn model_file(path: &std::path::Path, version: &str) {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/default.json"),
+    )
+    .unwrap();
+    let mut v: Value = serde_json::from_str(&text).unwrap();
+    v["version"] = version.into();
+    std::fs::write(path, serde_json::to_vec(&v).unwrap()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_through_one_instance_pins_the_fleet_to_its_model_and_a_pod_with_another_file_says_so(
+) {
+    let cluster = MockCluster::new(1).unwrap();
+    let base = config(&cluster.bootstrap_servers(), 10);
+    create_mock_topics(&cluster, &base.kafka, 4);
+    let dir = tempfile::tempdir().unwrap();
+    // Each pod reads its own copy of the model file, as each mounts the
+    // ConfigMap: a rollout reaches them one by one.
+    let with_model = |name: &str| {
+        let path = dir.path().join(name);
+        model_file(&path, "m-1");
+        let mut cfg = base.clone();
+        cfg.model_path = path.clone();
+        (cfg, path)
+    };
+    let ((cfg_a, file_a), (cfg_b, file_b)) = (with_model("a.json"), with_model("b.json"));
+    let (a, b) = (start(&cfg_a).await, start(&cfg_b).await);
+
+    // The new model reached a's file only; an operator reloads through a.
+    model_file(&file_a, "m-2");
+    let r = call(&a, reqwest::Method::POST, "/v1/model/reload", None).await;
+    assert_eq!(r["version"], "m-2");
+    on_all(&[&a, &b], "the pin", |p| p["model_pin"] == "m-2").await;
+    let (pa, pb) = (policy(&a).await, policy(&b).await);
+    assert_eq!(pa["model_version"], "m-2");
+    assert_eq!(pa["model_pin_in_force"], true, "{pa}");
+    // b keeps the model it has and says it is not the fleet's.
+    assert_eq!(pb["model_version"], "m-1");
+    assert_eq!(pb["model_pin_in_force"], false, "{pb}");
+    assert_eq!(b.metrics.model_pin_mismatch.get(), 1);
+
+    // A restarted pod whose file is still the old one says so too.
+    let c = start(&cfg_b).await;
+    let pc = policy(&c).await;
+    assert_eq!(
+        (&pc["model_pin"], &pc["model_pin_in_force"]),
+        (&json!("m-2"), &json!(false)),
+        "{pc}"
+    );
+
+    // Once b's file holds the pinned version, b loads it by itself.
+    model_file(&file_b, "m-2");
+    let t = Instant::now();
+    wait_until("b to load the pinned model", 15, || {
+        b.metrics.model_pin_mismatch.get() == 0 && c.metrics.model_pin_mismatch.get() == 0
+    })
+    .await;
+    eprintln!(
+        "pinned model in force on b and c {:?} after their file had it",
+        t.elapsed()
+    );
+    assert_eq!(policy(&b).await["model_version"], "m-2");
+
+    // A SIGHUP-style reload of a file with another version is refused
+    // while pinned; the pin lifted through b, a's reload of it is not.
+    model_file(&file_a, "m-3");
+    let r = reqwest::Client::new()
+        .put(format!("http://{}/v1/model/pin", b.http))
+        .bearer_auth(ADMIN)
+        .json(&json!({"version": ""}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::BAD_REQUEST, "an empty pin");
+    call(
+        &b,
+        reqwest::Method::PUT,
+        "/v1/model/pin",
+        Some(json!({"version": null})),
+    )
+    .await;
+    on_all(&[&a, &b, &c], "no pin", |p| {
+        p["model_pin"].is_null() && p["model_pin_in_force"] == true
+    })
+    .await;
+    let r = call(&a, reqwest::Method::POST, "/v1/model/reload", None).await;
+    assert_eq!(r["version"], "m-3");
 }

@@ -89,6 +89,26 @@ impl EdgeCheck {
     }
 }
 
+impl EdgeCheck {
+    /// `check` now, timed and counted (both listeners, HTTP and gRPC).
+    pub fn judge<'h>(
+        &self,
+        authorization: impl IntoIterator<Item = &'h str>,
+        metrics: &crate::metrics::Metrics,
+    ) -> Verdict {
+        let started = std::time::Instant::now();
+        let verdict = self.check(authorization, now_ms());
+        metrics
+            .check_seconds
+            .observe(started.elapsed().as_secs_f64());
+        metrics
+            .denylist_checks
+            .with_label_values(&[verdict.label()])
+            .inc();
+        verdict
+    }
+}
+
 /// What the check needs: the denylist and its reader, and the metrics.
 #[derive(Clone)]
 pub struct EdgeState {
@@ -107,19 +127,11 @@ pub async fn check(State(s): State<EdgeState>, headers: HeaderMap) -> Response {
     // A value that is not visible ASCII is no credential tokenwatch issued
     // a verdict on; it is read as empty, and a bearer scheme around it as
     // unreadable.
-    let started = std::time::Instant::now();
     let values = headers
         .get_all(header::AUTHORIZATION)
         .iter()
         .map(|v| v.to_str().unwrap_or("Bearer"));
-    let verdict = edge.check(values, now_ms());
-    s.metrics
-        .check_seconds
-        .observe(started.elapsed().as_secs_f64());
-    s.metrics
-        .denylist_checks
-        .with_label_values(&[verdict.label()])
-        .inc();
+    let verdict = edge.judge(values, &s.metrics);
     match verdict {
         Verdict::Allowed => StatusCode::OK.into_response(),
         Verdict::Denied => (

@@ -17,11 +17,11 @@ pub mod allowlist;
 mod auth;
 pub mod check;
 mod error;
+pub mod ext_authz;
 mod journal;
 mod score;
 mod tokens;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -46,7 +46,8 @@ pub struct Service {
     pub flagger: Arc<Flagger>,
     pub controls: Arc<Controls>,
     pub allowlist: AllowlistStore,
-    pub model_path: PathBuf,
+    /// The model in use, its file and the fleet's pin.
+    pub model: Arc<crate::model::ModelSource>,
     pub admin_token: Option<Credential>,
     /// Reads subjects, places and decisions (the admin token also reads).
     pub read_token: Option<Credential>,
@@ -118,6 +119,7 @@ pub fn router(state: AppState, audiences: &[Audience]) -> Router {
             .route("/v1/allowlist", post(admin::allowlist_add))
             .route("/v1/allowlist/{id}", delete(admin::allowlist_remove))
             .route("/v1/model/reload", post(admin::model_reload))
+            .route("/v1/model/pin", put(admin::set_model_pin))
             .route("/v1/policy", get(admin::policy))
             .route("/v1/policy/mode", put(admin::set_mode))
             .route("/v1/policy/brake/reset", post(admin::reset_brake));

@@ -103,6 +103,8 @@ pub struct Listeners {
     pub edge: Option<SocketAddr>,
     /// `/metrics`, for Prometheus.
     pub metrics: Option<SocketAddr>,
+    /// Envoy's gRPC `ext_authz`, for the gateways; None: off.
+    pub grpc: Option<SocketAddr>,
 }
 
 /// What one connection may cost a listener.
@@ -299,6 +301,12 @@ impl RawConfig {
         let respond = self.respond.validate()?;
         let h = &self.http;
         let listen = h.listeners()?;
+        if listen.grpc.is_some() && respond.denylist.is_none() {
+            return Err(invalid(
+                "http.grpc_listen",
+                "the gRPC check answers from the denylist; set respond.denylist.enabled = true",
+            ));
+        }
         let limits = h.limits()?;
         let admin_token = credential("http.admin_token", &h.admin_token)?;
         let read_token = credential("http.read_token", &h.read_token)?;
@@ -354,7 +362,17 @@ impl RawHttp {
             api: address("http.listen", &self.listen)?,
             edge: optional("http.edge_listen", &self.edge_listen)?,
             metrics: optional("http.metrics_listen", &self.metrics_listen)?,
+            grpc: optional("http.grpc_listen", &self.grpc_listen)?,
         };
+        if let Some(g) = l.grpc {
+            let http = [Some(l.api), l.edge, l.metrics];
+            if g.port() != 0 && http.contains(&Some(g)) {
+                return Err(invalid(
+                    "http.grpc_listen",
+                    "must differ from the HTTP listeners (gRPC has a socket of its own)",
+                ));
+            }
+        }
         // Port 0 (any free port) never collides.
         let same = |a: Option<SocketAddr>, b: SocketAddr| a == Some(b) && b.port() != 0;
         if same(l.edge, l.api) || l.metrics.is_some_and(|m| same(l.edge, m)) {

@@ -206,6 +206,9 @@ pub struct RawHttp {
     pub edge_listen: String,
     /// `/metrics` (and probes) alone, for Prometheus; empty: on `listen`.
     pub metrics_listen: String,
+    /// Envoy's gRPC `ext_authz` (`envoy.service.auth.v3.Authorization`),
+    /// the edge check for a `grpc_service`; empty: off.
+    pub grpc_listen: String,
     /// A connection that has not sent a whole request head in this long
     /// (idle keep-alive included) is closed.
     #[serde(with = "humantime_serde")]
@@ -236,6 +239,7 @@ impl Default for RawHttp {
             listen: "127.0.0.1:9464".into(),
             edge_listen: String::new(),
             metrics_listen: String::new(),
+            grpc_listen: String::new(),
             header_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(10),
             max_connections: 1024,

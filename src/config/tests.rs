@@ -79,6 +79,9 @@ fn errors_name_the_key() {
     assert!(err("[http]\nadmin_token = \"short\"").contains("http.admin_token"));
     assert!(err("[http]\nmax_body_bytes = 1").contains("http.max_body_bytes"));
     assert!(err("[http]\nedge_listen = \"x\"").contains("http.edge_listen"));
+    assert!(err("[http]\ngrpc_listen = \"x\"").contains("http.grpc_listen"));
+    let clash = err("[http]\nlisten = \"0.0.0.0:9464\"\ngrpc_listen = \"0.0.0.0:9464\"");
+    assert!(clash.contains("http.grpc_listen"), "{clash}");
     assert!(err("[http]\nmax_connections = 0").contains("http.max_connections"));
     assert!(err("[http]\nrequest_timeout = \"0s\"").contains("http.request_timeout"));
     assert!(err("[http]\nheader_read_timeout = \"1h\"").contains("http.header_read_timeout"));

@@ -7,6 +7,12 @@
 //!   token's other signals still count.
 //! - `subject` entries (test accounts, monitors) are scored but never acted on.
 //!
+//! An entry may be limited to one tenant's traffic (`tenant`) and to a time
+//! (`expires_at_ms`, compared with the detector's event clock, so a replay
+//! decides as the first pass did): "this office's VPN, for the two weeks of
+//! the offsite" must not outlive the offsite. An expired entry stays listed
+//! (the operator removes it) but excuses nothing.
+//!
 //! The list is small and changes rarely; it is swapped whole (`ArcSwap`),
 //! and an empty list costs the event path one length check.
 
@@ -35,6 +41,33 @@ pub struct Entry {
     pub note: String,
     #[serde(default)]
     pub created_at_ms: i64,
+    /// Only this tenant's traffic; absent: every tenant's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// Excuses nothing from this time (ms) on; absent: until removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<i64>,
+}
+
+/// Where and until when an entry applies.
+#[derive(Clone, Debug, Default)]
+struct Scope {
+    tenant: Option<String>,
+    expires_at_ms: Option<i64>,
+}
+
+impl Scope {
+    fn of(e: &Entry) -> Scope {
+        Scope {
+            tenant: e.tenant.clone(),
+            expires_at_ms: e.expires_at_ms,
+        }
+    }
+
+    fn covers(&self, tenant: Option<&str>, at_ms: i64) -> bool {
+        self.expires_at_ms.is_none_or(|x| at_ms < x)
+            && self.tenant.as_deref().is_none_or(|t| Some(t) == tenant)
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -53,9 +86,9 @@ pub enum AllowlistError {
 #[derive(Clone, Debug, Default)]
 pub struct Allowlist {
     entries: Vec<Entry>,
-    networks: Vec<IpNet>,
-    asns: Vec<u32>,
-    subjects: Vec<String>,
+    networks: Vec<(IpNet, Scope)>,
+    asns: Vec<(u32, Scope)>,
+    subjects: Vec<(String, Scope)>,
 }
 
 pub type AllowlistHandle = Arc<ArcSwap<Allowlist>>;
@@ -102,12 +135,18 @@ impl Allowlist {
             return Err(AllowlistError::DuplicateId(e.id));
         }
         e.value = validate(e.kind, &e.value)?;
+        if e.tenant.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            return Err(AllowlistError::Empty);
+        }
+        let scope = Scope::of(&e);
         match e.kind {
             EntryKind::Network => self
                 .networks
-                .push(e.value.parse().expect("validated above")),
-            EntryKind::Asn => self.asns.push(parse_asn(&e.value).expect("validated")),
-            EntryKind::Subject => self.subjects.push(e.value.clone()),
+                .push((e.value.parse().expect("validated above"), scope)),
+            EntryKind::Asn => self
+                .asns
+                .push((parse_asn(&e.value).expect("validated"), scope)),
+            EntryKind::Subject => self.subjects.push((e.value.clone(), scope)),
         }
         self.entries.push(e);
         Ok(())
@@ -139,13 +178,24 @@ impl Allowlist {
         self.entries.is_empty()
     }
 
-    /// Shared egress: the address or its AS is listed.
-    pub fn is_egress(&self, ip: IpAddr, asn: u32) -> bool {
-        (asn != 0 && self.asns.contains(&asn)) || self.networks.iter().any(|n| n.contains(&ip))
+    /// Shared egress: the address or its AS is listed for `tenant`'s
+    /// traffic at `at_ms`.
+    pub fn is_egress(&self, ip: IpAddr, asn: u32, tenant: Option<&str>, at_ms: i64) -> bool {
+        (asn != 0
+            && self
+                .asns
+                .iter()
+                .any(|(a, s)| *a == asn && s.covers(tenant, at_ms)))
+            || self
+                .networks
+                .iter()
+                .any(|(n, s)| n.contains(&ip) && s.covers(tenant, at_ms))
     }
 
-    pub fn is_subject(&self, sub: &str) -> bool {
-        self.subjects.iter().any(|s| s == sub)
+    pub fn is_subject(&self, sub: &str, tenant: Option<&str>, at_ms: i64) -> bool {
+        self.subjects
+            .iter()
+            .any(|(x, s)| x == sub && s.covers(tenant, at_ms))
     }
 }
 
@@ -160,7 +210,32 @@ mod tests {
             value: value.into(),
             note: String::new(),
             created_at_ms: 0,
+            tenant: None,
+            expires_at_ms: None,
         }
+    }
+
+    #[test]
+    fn an_entry_limited_to_a_tenant_and_a_time_excuses_nothing_outside_them() {
+        let mut vpn = entry("vpn", EntryKind::Network, "203.0.113.0/24");
+        vpn.tenant = Some("acme".into());
+        vpn.expires_at_ms = Some(1_000);
+        let mut monitor = entry("mon", EntryKind::Subject, "probe");
+        monitor.expires_at_ms = Some(500);
+        let l = Allowlist::new(vec![vpn, monitor]).unwrap();
+        let ip = "203.0.113.9".parse().unwrap();
+        assert!(l.is_egress(ip, 0, Some("acme"), 999));
+        assert!(!l.is_egress(ip, 0, Some("acme"), 1_000), "expired");
+        assert!(!l.is_egress(ip, 0, Some("globex"), 10), "another tenant");
+        assert!(!l.is_egress(ip, 0, None, 10), "no tenant on the event");
+        assert!(l.is_subject("probe", Some("globex"), 499), "every tenant");
+        assert!(!l.is_subject("probe", None, 500));
+        let mut blank = entry("b", EntryKind::Asn, "AS1");
+        blank.tenant = Some(" ".into());
+        assert_eq!(
+            Allowlist::new(vec![blank]).unwrap_err(),
+            AllowlistError::Empty
+        );
     }
 
     #[test]
@@ -172,14 +247,14 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(l.entries()[0].value, "203.0.113.0/24");
-        assert!(l.is_egress("203.0.113.200".parse().unwrap(), 0));
-        assert!(!l.is_egress("203.0.114.1".parse().unwrap(), 0));
-        assert!(l.is_egress("198.51.100.1".parse().unwrap(), 64500));
-        assert!(!l.is_egress("198.51.100.1".parse().unwrap(), 64501));
-        assert!(l.is_subject("monitor@example.com"));
-        assert!(!l.is_subject("alice"));
+        assert!(l.is_egress("203.0.113.200".parse().unwrap(), 0, None, 0));
+        assert!(!l.is_egress("203.0.114.1".parse().unwrap(), 0, None, 0));
+        assert!(l.is_egress("198.51.100.1".parse().unwrap(), 64500, None, 0));
+        assert!(!l.is_egress("198.51.100.1".parse().unwrap(), 64501, None, 0));
+        assert!(l.is_subject("monitor@example.com", Some("t"), 0));
+        assert!(!l.is_subject("alice", None, 0));
         let l = l.without("a").unwrap();
-        assert!(!l.is_egress("203.0.113.200".parse().unwrap(), 0));
+        assert!(!l.is_egress("203.0.113.200".parse().unwrap(), 0, None, 0));
         assert!(l.without("a").is_none());
     }
 

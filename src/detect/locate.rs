@@ -9,6 +9,7 @@ use crate::geo::{GeoCache, GeoHandle, Loaded, Lookup};
 pub(super) fn locate_allowed(
     state: &mut TokenState,
     ip: std::net::IpAddr,
+    (tenant, at_ms): (Option<&str>, i64),
     geo: &GeoHandle,
     cache: &mut GeoCache,
     allowlist: &AllowlistHandle,
@@ -18,7 +19,7 @@ pub(super) fn locate_allowed(
     let lookup = locate(state, cache, &geo, ip, shortcut_hits);
     let allow = allowlist.load();
     match lookup {
-        Lookup::Located(l) if !allow.is_empty() && allow.is_egress(ip, l.asn) => {
+        Lookup::Located(l) if !allow.is_empty() && allow.is_egress(ip, l.asn, tenant, at_ms) => {
             Lookup::Unlocated(crate::geo::Unlocated::Allowlisted)
         }
         other => other,

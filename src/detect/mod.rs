@@ -190,6 +190,7 @@ impl Detector {
         let lookup = locate_allowed(
             state,
             event.ip,
+            (event.tenant.as_deref(), self.clock_ms.max(event.ts_ms)),
             &self.geo,
             &mut self.cache,
             &self.allowlist,
@@ -260,6 +261,7 @@ impl Detector {
         let lookup = locate_allowed(
             &mut state,
             event.ip,
+            (event.tenant.as_deref(), self.clock_ms.max(event.ts_ms)),
             &self.geo,
             &mut self.cache,
             &self.allowlist,
@@ -289,7 +291,9 @@ impl Detector {
 
     fn suppressed(&self, event: &Event<'_>) -> bool {
         let allow = self.allowlist.load();
-        !allow.is_empty() && allow.is_subject(&event.sub)
+        // The event clock, as the egress entries use it (`allowlist.rs`).
+        let at_ms = self.clock_ms.max(event.ts_ms);
+        !allow.is_empty() && allow.is_subject(&event.sub, event.tenant.as_deref(), at_ms)
     }
 
     /// The verdict on a request the gateway refused: counted, nothing else.

@@ -1,5 +1,6 @@
 //! Follows the control topic (`respond/control.rs`): every instance applies
-//! each signed change, the mode, a brake trip or reset, the allowlist, as it
+//! each signed change, the mode, a brake trip or reset, the allowlist, the
+//! model pin, as it
 //! arrives, and reports the latest it applied. A record that does not open
 //! (forged, tampered, unreadable) is refused, counted and logged: nothing
 //! written to the topic by an outsider changes what tokenwatch does.
@@ -12,11 +13,13 @@ use super::compacted::{self, Apply};
 use crate::config::KafkaConfig;
 use crate::detect::{Allowlist, AllowlistHandle};
 use crate::metrics::Metrics;
+use crate::model::ModelSource;
 use crate::respond::{Change, ControlError, ControlKey, Controls, Held, Signed};
 
 pub struct Fleet {
     pub controls: Arc<Controls>,
     pub allowlist: AllowlistHandle,
+    pub model: Arc<ModelSource>,
     pub key: ControlKey,
     pub metrics: Arc<Metrics>,
     pub readiness: Arc<super::Readiness>,
@@ -39,7 +42,13 @@ impl Fleet {
 
     /// Applies one change here (also used by the API for its own change,
     /// so the instance that took it does not wait for the read-back).
-    pub fn apply(controls: &Controls, allowlist: &AllowlistHandle, metrics: &Metrics, s: &Signed) {
+    pub fn apply(
+        controls: &Controls,
+        allowlist: &AllowlistHandle,
+        model: &ModelSource,
+        metrics: &Metrics,
+        s: &Signed,
+    ) {
         match &s.change {
             Change::Mode { mode } => {
                 controls.mode.set(*mode);
@@ -57,6 +66,9 @@ impl Fleet {
                 // A count is not a policy change: the version stays.
                 return;
             }
+            // Reads a file of a few kB at most: no need to leave the task.
+            Change::ScopedMode { scope, name, mode } => controls.set_scoped(*scope, name, *mode),
+            Change::ModelPin { version } => model.set_pin(version.clone(), metrics),
             Change::Allowlist { entries } => match Allowlist::new(entries.clone()) {
                 Ok(list) => {
                     metrics.allowlist_entries.set(list.entries().len() as i64);
@@ -89,7 +101,13 @@ impl Apply for Fleet {
         match self.key.open(key, payload) {
             Ok(s) => {
                 tracing::info!(change = key, by = %s.by, at_ms = s.at_ms, "fleet control change applied");
-                Fleet::apply(&self.controls, &self.allowlist, &self.metrics, &s);
+                Fleet::apply(
+                    &self.controls,
+                    &self.allowlist,
+                    &self.model,
+                    &self.metrics,
+                    &s,
+                );
             }
             Err(e @ ControlError::BadSignature) => {
                 self.refuse("signature", &e.to_string(), partition, offset)

@@ -12,6 +12,7 @@ mod deadletter;
 pub mod denylist;
 pub mod journal;
 mod normalize;
+pub mod orphans;
 pub mod population;
 mod revoke;
 mod score;

@@ -28,6 +28,12 @@ pub enum ModelError {
     Schema { path: String, found: u32 },
     #[error("model {path} is inconsistent: {what}")]
     Inconsistent { path: String, what: String },
+    #[error("model {path} is version {found:?}; the fleet is pinned to {pinned:?}, so the loaded model stays")]
+    NotPinned {
+        path: String,
+        found: String,
+        pinned: String,
+    },
     #[error("training failed: {0}")]
     Train(String),
 }

@@ -12,6 +12,6 @@ pub use artifact::{
     Family, HoldoutMetrics, ModelArtifact, ModelError, PopulationModel, TrainingInfo,
     ARTIFACT_FORMAT,
 };
-pub use reload::{reload, ModelHandle};
+pub use reload::{reload, ModelHandle, ModelSource};
 pub use rules::Rule;
 pub use score::{transform, Contribution, Model, Score, NOVELTY, TOP_K};

@@ -2,7 +2,8 @@
 //! as records on one compacted topic, so every instance applies the same
 //! policy whichever pod the Service picked, and a restart keeps it.
 //!
-//! Each record is keyed by what it controls (`mode`, `brake`, `allowlist`;
+//! Each record is keyed by what it controls (`mode`, `brake`, `allowlist`,
+//! `model-pin`;
 //! compaction keeps the latest of each) and signed with HMAC-SHA256 under a
 //! key derived from the admin credential: anyone who can change the policy
 //! through the API can sign, and a record written to the topic by anyone
@@ -17,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::brake::Held;
-use super::policy::Mode;
+use super::policy::{Mode, Scope};
 use crate::detect::Entry;
 use crate::kafka::TopicWriter;
 
@@ -46,6 +47,18 @@ pub enum Change {
         instance: String,
         admitted: Vec<i64>,
     },
+    /// The mode of one tenant or client (None: lifted, the configuration's
+    /// applies again).
+    ScopedMode {
+        scope: Scope,
+        name: String,
+        mode: Option<Mode>,
+    },
+    /// The model version every instance scores with (None: each its own
+    /// file's); see `model/reload.rs`.
+    ModelPin {
+        version: Option<String>,
+    },
 }
 
 impl Change {
@@ -57,6 +70,8 @@ impl Change {
             Change::Brake { .. } => "brake".into(),
             Change::Allowlist { .. } => "allowlist".into(),
             Change::BrakeCount { instance, .. } => format!("brake-count/{instance}"),
+            Change::ModelPin { .. } => "model-pin".into(),
+            Change::ScopedMode { scope, name, .. } => format!("mode/{}/{name}", scope.as_str()),
         }
     }
 }

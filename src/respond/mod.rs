@@ -26,7 +26,7 @@ pub use http::{CallError, RetryPolicy};
 pub use logout::{LogoutAuth, LogoutParams, Preset, Subject, SubjectLogout, PLACEHOLDERS};
 pub use outcome::{Outcome, Settled, TargetOutcome};
 pub use persist::Persistence;
-pub use policy::{Controls, Mode, ModeSwitch, Overrides};
+pub use policy::{Controls, Mode, ModeSwitch, Overrides, Scope};
 pub use revoker::Revoker;
 pub use rfc7009::{ClientAuth, Rfc7009Client, Rfc7009Params};
 pub use targets::{

@@ -77,6 +77,32 @@ pub struct Overrides {
     pub clients: std::collections::HashMap<String, Mode>,
 }
 
+/// What a scoped mode applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    Tenant,
+    Client,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Tenant => "tenant",
+            Scope::Client => "client",
+        }
+    }
+}
+
+impl Overrides {
+    fn map(&mut self, scope: Scope) -> &mut std::collections::HashMap<String, Mode> {
+        match scope {
+            Scope::Tenant => &mut self.tenants,
+            Scope::Client => &mut self.clients,
+        }
+    }
+}
+
 /// What an operator can change while tokenwatch runs: the mode and the
 /// brake. Shared by the revoker and the admin API; with a control topic,
 /// by the whole fleet (`control.rs`).
@@ -84,7 +110,11 @@ pub struct Overrides {
 pub struct Controls {
     pub mode: ModeSwitch,
     pub brake: super::Brake,
+    /// From the configuration (`respond.tenant_modes`, `client_modes`).
     pub overrides: Overrides,
+    /// Set through the API and the control topic; a name here wins over
+    /// the configuration's for the same tenant or client.
+    fleet_overrides: std::sync::RwLock<Overrides>,
     /// Where changes go so every instance applies them; None: this
     /// instance alone.
     pub fleet: Option<super::ControlWriter>,
@@ -115,6 +145,7 @@ impl Controls {
             mode: ModeSwitch::new(mode),
             brake,
             overrides: Overrides::default(),
+            fleet_overrides: Default::default(),
             fleet: None,
             loaded: std::sync::atomic::AtomicBool::new(true),
             version: std::sync::atomic::AtomicI64::new(0),
@@ -190,14 +221,33 @@ impl Controls {
     /// override before its tenant's).
     pub fn mode_for(&self, tenant: Option<&str>, client_id: Option<&str>) -> Mode {
         let global = self.mode.get();
+        let f = self.fleet_overrides.read().expect("overrides lock");
         let o = &self.overrides;
         let specific = client_id
-            .and_then(|c| o.clients.get(c))
-            .or_else(|| tenant.and_then(|t| o.tenants.get(t)));
+            .and_then(|c| f.clients.get(c).or_else(|| o.clients.get(c)))
+            .or_else(|| tenant.and_then(|t| f.tenants.get(t).or_else(|| o.tenants.get(t))));
         match specific {
             Some(&m) => m.min(global),
             None => global,
         }
+    }
+
+    /// Sets (or with None lifts) the mode of one tenant or client.
+    pub fn set_scoped(&self, scope: Scope, name: &str, mode: Option<Mode>) {
+        let mut f = self.fleet_overrides.write().expect("overrides lock");
+        match mode {
+            Some(m) => f.map(scope).insert(name.to_owned(), m),
+            None => f.map(scope).remove(name),
+        };
+    }
+
+    /// The overrides in force: the configuration's, then the fleet's.
+    pub fn overrides_in_force(&self) -> Overrides {
+        let mut all = self.overrides.clone();
+        let f = self.fleet_overrides.read().expect("overrides lock");
+        all.tenants.extend(f.tenants.clone());
+        all.clients.extend(f.clients.clone());
+        all
     }
 
     /// The given mode with the default brake (tests, tools).
@@ -232,5 +282,23 @@ mod tests {
         );
         c.mode.set(Mode::Shadow);
         assert_eq!(c.mode_for(Some("pilot"), Some("batch-job")), Mode::Shadow);
+    }
+
+    #[test]
+    fn a_scoped_mode_set_at_run_time_wins_over_the_configured_one_until_lifted() {
+        let mut o = Overrides::default();
+        o.tenants.insert("pilot".into(), Mode::Shadow);
+        let c = Controls::new(Mode::Revoke, super::super::Brake::default()).with_overrides(o);
+        c.set_scoped(Scope::Tenant, "pilot", Some(Mode::Revoke));
+        assert_eq!(c.mode_for(Some("pilot"), None), Mode::Revoke);
+        c.set_scoped(Scope::Client, "scraper", Some(Mode::Alert));
+        assert_eq!(c.mode_for(Some("pilot"), Some("scraper")), Mode::Alert);
+        c.set_scoped(Scope::Tenant, "pilot", None);
+        assert_eq!(
+            c.mode_for(Some("pilot"), None),
+            Mode::Shadow,
+            "back to the file's"
+        );
+        assert_eq!(c.overrides_in_force().clients["scraper"], Mode::Alert);
     }
 }

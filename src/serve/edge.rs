@@ -1,6 +1,7 @@
 //! `tokenwatch edge`: the edge check alone. It reads the denylist topic
 //! (and the issuer's keys, to name JWTs as the scorer does) and answers
-//! `/v1/check` for NGINX `auth_request` and Envoy `ext_authz`. It joins no
+//! `/v1/check` for NGINX `auth_request` and Envoy `ext_authz` (HTTP, and
+//! gRPC on `http.grpc_listen`). It joins no
 //! consumer group and holds no partition, model or detector, so a
 //! rebalance or a coordinator outage of the scoring fleet never takes it
 //! out of the gateways' path, and it scales with the gateways, not with
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::{http, tasks, ServeError, Supervisor};
+use super::{grpc, http, tasks, ServeError, Supervisor};
 use crate::api::{self, EdgeCheck};
 use crate::config::Config;
 use crate::ingest::{self, Readiness};
@@ -66,6 +67,18 @@ pub async fn edge(
         hasher: TokenHasher::new(&cfg.gateway.hash_key),
         verifier,
     });
+    if let Some(addr) = cfg.http.listen.grpc {
+        let socket = http::bind(addr).await?;
+        let (edge, m, limits, stop) = (
+            check.clone(),
+            metrics.clone(),
+            cfg.http.limits,
+            shutdown.clone(),
+        );
+        tasks.spawn("grpc", async move {
+            grpc::run(socket, edge, m, limits, stop).await;
+        });
+    }
     let app = api::edge_app(check, metrics.clone(), readiness);
     // The gateways' listener if one is configured, else `http.listen`.
     let addr = cfg.http.listen.edge.unwrap_or(cfg.http.listen.api);

@@ -6,6 +6,7 @@
 
 mod build;
 pub mod edge;
+mod grpc;
 mod http;
 pub mod normalize;
 mod supervisor;
@@ -29,7 +30,7 @@ use crate::ingest::{self, LoopStats, Readiness, RevocationHandler, ScoringHandle
 use crate::journal::Audit;
 use crate::kafka::TopicWriter;
 use crate::metrics::Metrics;
-use crate::model::{Model, ModelArtifact, ModelError, ModelHandle};
+use crate::model::{Model, ModelArtifact, ModelError, ModelHandle, ModelSource};
 use crate::respond::{Brake, ControlKey, ControlWriter, Controls, Denylist, Settled};
 use crate::telemetry::TokenHasher;
 
@@ -106,6 +107,7 @@ pub async fn serve(
     let (geo, model) = load(&cfg, &metrics)?;
     metrics.set_mode(cfg.respond.mode.as_str());
     readiness.model_loaded.store(true, Ordering::Release);
+    let model_source = Arc::new(ModelSource::new(model.clone(), cfg.model_path.clone()));
 
     let producer: FutureProducer = ingest::producer_config(&cfg.kafka).create()?;
     let score_topics: Vec<&str> = std::iter::once(cfg.kafka.telemetry_topic.as_str())
@@ -193,6 +195,7 @@ pub async fn serve(
             readiness: readiness.clone(),
             controls: controls.clone(),
             allowlist: allowlist.handle.clone(),
+            model: model_source.clone(),
             key,
             metrics: metrics.clone(),
         };
@@ -252,7 +255,7 @@ pub async fn serve(
             flagger: flagger.clone(),
             controls: controls.clone(),
             allowlist,
-            model_path: cfg.model_path.clone(),
+            model: model_source.clone(),
             admin_token: cfg.http.admin_token.as_deref().map(Credential::new),
             read_token: cfg.http.read_token.as_deref().map(Credential::new),
             score_token: cfg.http.score_token.as_deref().map(Credential::new),
@@ -275,14 +278,23 @@ pub async fn serve(
         });
     }
 
+    if let (Some(addr), Some(edge)) = (cfg.http.listen.grpc, state.service.edge.clone()) {
+        let socket = http::bind(addr).await?;
+        let (m, limits, stop) = (metrics.clone(), cfg.http.limits, shutdown.clone());
+        tasks.spawn("grpc", async move {
+            grpc::run(socket, edge, m, limits, stop).await;
+            None
+        });
+    }
+
     let (m, stop) = (metrics.clone(), shutdown.clone());
     tasks.spawn("geo reload", async move {
         tasks::watch_geo(geo, m, stop).await;
         None
     });
-    let (path, m, stop) = (cfg.model_path.clone(), metrics.clone(), shutdown.clone());
+    let (src, m, stop) = (model_source.clone(), metrics.clone(), shutdown.clone());
     tasks.spawn("model reload", async move {
-        tasks::reload_model_on_hangup(model, path, m, stop).await;
+        tasks::keep_model(src, m, stop).await;
         None
     });
 
@@ -321,6 +333,19 @@ pub async fn serve(
         audit,
         hooks.settled,
     );
+
+    // A broker that leaves a partition unowned (tansu after an eviction)
+    // is answered by a rejoin (`ingest/orphans.rs`).
+    for (c, group, name) in [
+        (score_consumer.clone(), cfg.kafka.group_id.clone(), "score"),
+        (revoke_consumer.clone(), revoke_group.clone(), "revoke"),
+    ] {
+        let (m, stop) = (metrics.clone(), shutdown.clone());
+        tasks.spawn("orphans", async move {
+            ingest::orphans::watch(c, group, name, m, stop).await;
+            None
+        });
+    }
 
     let interval = cfg.kafka.commit_interval;
     let scored = ingest::run(

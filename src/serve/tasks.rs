@@ -13,30 +13,36 @@ use crate::gateway::JwtVerifier;
 use crate::geo::GeoHandle;
 use crate::ingest::Readiness;
 use crate::metrics::Metrics;
-use crate::model::ModelHandle;
+use crate::model::ModelSource;
 
-/// `kill -HUP` reloads the model file.
-pub async fn reload_model_on_hangup(
-    handle: ModelHandle,
-    path: std::path::PathBuf,
-    metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
-) {
+/// How often an instance whose model is not the fleet's pinned version
+/// reads its file again (a ConfigMap update reaches a pod within a minute).
+const PIN_RETRY: Duration = Duration::from_secs(10);
+
+/// `kill -HUP` reloads the model file (unless the fleet pinned another
+/// version); while the pinned version is not loaded here, the file is
+/// tried again every ten seconds.
+pub async fn keep_model(src: Arc<ModelSource>, metrics: Arc<Metrics>, shutdown: CancellationToken) {
     #[cfg(unix)]
-    {
-        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        else {
-            return;
-        };
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = hup.recv() => { let _ = crate::model::reload(&handle, &path, &metrics); }
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    let mut tick = tokio::time::interval(PIN_RETRY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        #[cfg(unix)]
+        let hangup = async {
+            match hup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
             }
+        };
+        #[cfg(not(unix))]
+        let hangup = std::future::pending::<Option<()>>();
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = hangup => { let _ = src.reload(&metrics); }
+            _ = tick.tick() => src.enforce(&metrics),
         }
     }
-    #[cfg(not(unix))]
-    shutdown.cancelled().await;
 }
 
 /// The JWT verifier when `gateway.jwks_url` is set and something derives
